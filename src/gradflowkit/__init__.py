@@ -1,0 +1,32 @@
+"""gradflowkit: measure how gradients flow through deep PyTorch networks.
+
+The helper package of the book *Gradient Flow*. Modules, each with one concept:
+
+- :mod:`~gradflowkit.activations`: activations and their closed-form derivatives;
+- :mod:`~gradflowkit.initialization`: Gaussian (LeCun/Xavier/He), orthogonal, zero init;
+- :mod:`~gradflowkit.nets`: ``DeepMLP``, a plain or residual deep fully-connected net;
+- :mod:`~gradflowkit.gradients`: per-layer backward-signal and weight-gradient norms;
+- :mod:`~gradflowkit.jacobians`: layer Jacobians, their products and singular values;
+- :mod:`~gradflowkit.clipping`: gradient clipping by global norm, per tensor, by value;
+- :mod:`~gradflowkit.data`: small real data sets that ship with installed packages;
+- :mod:`~gradflowkit.training`: a seeded training loop and weight-change measures;
+- :mod:`~gradflowkit.plotting`: the book's plots (computation never plots);
+- :mod:`~gradflowkit.explorer`: sliders over precomputed figures that work without a kernel.
+"""
+
+from .activations import ACTIVATIONS, activate, derivative, make_activation
+from .clipping import clip_by_global_norm, clip_by_value, clip_grad_norm_, clip_per_tensor, global_norm
+from .gradients import LayerProfile, input_gradients, layer_profile, parameter_grad_norms
+from .initialization import INITS, init_linear_, init_std
+from .jacobians import block_jacobians, chain, dense_layer_jacobian, module_jacobian, singular_values
+from .nets import DeepMLP, NetConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ACTIVATIONS", "INITS", "DeepMLP", "LayerProfile", "NetConfig", "activate",
+    "block_jacobians", "chain", "clip_by_global_norm", "clip_by_value", "clip_grad_norm_",
+    "clip_per_tensor", "dense_layer_jacobian", "derivative", "global_norm", "init_linear_",
+    "init_std", "input_gradients", "layer_profile", "make_activation", "module_jacobian",
+    "parameter_grad_norms", "singular_values",
+]

@@ -1,0 +1,134 @@
+"""Explorers: sliders that switch between precomputed figures, with or without a kernel.
+
+Every combination of slider values is drawn once, when the notebook executes; the sliders
+are linked to the frames in the browser (``jslink``), so the explorer works the same in
+Jupyter, in Binder and on the static site, where no kernel runs.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+
+#: Largest number of frames an explorer may draw (each is a PNG embedded in the page).
+MAX_FRAMES = 60
+
+
+def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
+             initial: Mapping[str, Any] | None = None, nrows: int = 1, ncols: int = 1,
+             figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 100) -> widgets.VBox:
+    """Draw ``draw(axes, **values)`` for every slider combination; return the widget.
+
+    Args:
+        draw: called as ``draw(axes, **{slider name: value})``; ``axes`` is one Axes, or an
+            array of them when ``nrows * ncols > 1``. It must not call ``plt.show()``. Fix
+            the axis limits inside ``draw`` so that frames can be compared.
+        sliders: one or two ``{name: values}`` entries, in slider order. A value may be a
+            ``(label, value)`` pair to show ``label`` on the slider.
+        initial: ``{name: value}`` shown first (default: each slider's first value).
+        nrows: rows of subplots per frame (default 1).
+        ncols: columns of subplots per frame (default 1).
+        figsize: size of each frame in inches (default (7, 4)).
+        dpi: resolution of each frame (default 100).
+
+    Returns:
+        A ``VBox`` of the sliders above the frames. Its attributes ``frame_count`` and
+        ``draw_seconds`` say how many frames were drawn and how long it took.
+    """
+    if not callable(draw):
+        raise TypeError(f"draw must be callable, got {type(draw).__name__}")
+    if not 1 <= len(sliders) <= 2:
+        raise ValueError(f"explorer takes one or two sliders, got {len(sliders)}: "
+                         f"{list(sliders)}")
+    names = list(sliders)
+    options = {name: _options(name, sliders[name]) for name in names}
+    n_frames = 1
+    for name in names:
+        n_frames *= len(options[name])
+    if n_frames > MAX_FRAMES:
+        raise ValueError(f"{n_frames} frames is more than MAX_FRAMES={MAX_FRAMES}; use "
+                         "fewer slider values (each frame is an image in the page)")
+    start = _initial_indices(names, options, initial or {})
+    width_px = int(figsize[0] * dpi)
+    began = time.perf_counter()
+
+    def frame(values: Sequence[Any]) -> widgets.Image:
+        return _render(draw, dict(zip(names, values)), nrows, ncols, figsize, dpi, width_px)
+
+    if len(names) == 1:
+        (name,) = names
+        stack = widgets.Stack([frame([v]) for _, v in options[name]], selected_index=start[0])
+        controls = [_slider(name, options[name], start[0], stack)]
+    else:
+        first, second = names
+        inner = [widgets.Stack([frame([v1, v2]) for _, v2 in options[second]],
+                               selected_index=start[1]) for _, v1 in options[first]]
+        stack = widgets.Stack(inner, selected_index=start[0])
+        controls = [_slider(first, options[first], start[0], stack),
+                    _slider(second, options[second], start[1], *inner)]
+    box = widgets.VBox([*controls, stack], layout=widgets.Layout(max_width=f"{width_px}px"))
+    box.frame_count = n_frames
+    box.draw_seconds = time.perf_counter() - began
+    return box
+
+
+def _options(name: str, values: Sequence[Any]) -> list[tuple[str, Any]]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise ValueError(f"slider {name!r} needs a non-empty list of values, got {values!r}")
+    pairs = [v if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], str)
+             else (_label(v), v) for v in values]
+    labels = [label for label, _ in pairs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"slider {name!r} has repeated labels {labels}; give distinct "
+                         "(label, value) pairs")
+    return pairs
+
+
+def _label(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _initial_indices(names, options, initial) -> list[int]:
+    unknown = set(initial) - set(names)
+    if unknown:
+        raise ValueError(f"initial names unknown sliders {sorted(unknown)}; sliders: {names}")
+    indices = []
+    for name in names:
+        if name not in initial:
+            indices.append(0)
+            continue
+        values = [v for _, v in options[name]]
+        if initial[name] not in values:
+            raise ValueError(f"initial value {initial[name]!r} of {name!r} is not one of "
+                             f"its slider values {values}")
+        indices.append(values.index(initial[name]))
+    return indices
+
+
+def _render(draw, values, nrows, ncols, figsize, dpi, width_px) -> widgets.Image:
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, layout="constrained")
+    try:
+        draw(axes, **values)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)  # drawn frames are not shown as separate outputs
+    return widgets.Image(value=buffer.getvalue(), format="png",
+                         layout=widgets.Layout(width="100%", max_width=f"{width_px}px"))
+
+
+def _slider(name: str, options, index: int, *stacks: widgets.Stack) -> widgets.SelectionSlider:
+    slider = widgets.SelectionSlider(options=options, index=index, description=name,
+                                     continuous_update=True,
+                                     style={"description_width": "initial"},
+                                     layout=widgets.Layout(width="90%"))
+    for stack in stacks:
+        # A front-end link: the browser switches frames with no kernel running.
+        widgets.jslink((slider, "index"), (stack, "selected_index"))
+    return slider

@@ -1,0 +1,171 @@
+"""Per-layer gradient norms from one backward pass (lessons 1, 2, 6-8, 12-14, 16).
+
+Two kinds of gradient are measured, and the book keeps them apart:
+
+- the **backward signal** ``∂L/∂x_l``: the gradient with respect to the activations that
+  enter layer ``l``. This is what vanishes or explodes;
+- the **weight gradient** ``∂L/∂W_l = δ_l x_{l-1}ᵀ``: it also scales with the activations
+  entering the layer, so in a residual net, whose stream grows with depth, its profile can
+  differ from the backward signal's.
+
+Norms are Frobenius norms over the whole batch (the loss is a mean over the batch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .nets import DeepMLP
+from .validation import check_finite, check_tensor
+
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def parameter_grad_norms(model: nn.Module, *, error_if_nonfinite: bool = True) -> dict[str, float]:
+    """Norm of each parameter's ``.grad``, keyed by ``named_parameters()`` names.
+
+    Parameters whose ``.grad`` is ``None`` (frozen, or unused in the last backward pass)
+    are skipped.
+
+    Args:
+        model: a module after ``loss.backward()``.
+        error_if_nonfinite: raise ``FloatingPointError`` naming the first parameter whose
+            gradient has an inf or NaN (default True); if False, its norm is reported as
+            inf or nan.
+
+    Returns:
+        ``{name: ‖grad‖₂}``.
+    """
+    norms = {}
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        if error_if_nonfinite:
+            check_finite(f"gradient of {name!r}", p.grad)
+        norms[name] = float(torch.linalg.vector_norm(p.grad.detach()))
+    return norms
+
+
+@contextmanager
+def _capture_inputs(modules: Mapping[str, nn.Module]):
+    """Record the first positional input of each module during a forward pass."""
+    captured: dict[str, torch.Tensor] = {}
+    handles = []
+    for name, module in modules.items():
+        def hook(_module, args, name=name):
+            captured[name] = args[0]
+        handles.append(module.register_forward_pre_hook(hook))
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def input_gradients(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn,
+                    modules: Mapping[str, nn.Module] | None = None, *,
+                    error_if_nonfinite: bool = True) -> dict[str, torch.Tensor]:
+    """Gradient of the loss with respect to the input of each module: ``∂L/∂x_l``.
+
+    One forward and one backward pass; the model's parameter ``.grad`` are left untouched.
+
+    Args:
+        model: any module.
+        inputs: a batch for ``model(inputs)``.
+        loss_fn: maps the model's output to a scalar loss, e.g.
+            ``lambda out: F.cross_entropy(out, y)``.
+        modules: ``{name: submodule}`` whose inputs to measure. Default for a
+            :class:`~gradflowkit.nets.DeepMLP`: every block (``"blocks.0"``, …) and the
+            head (whose input is the last block's output); required for other models.
+        error_if_nonfinite: raise ``FloatingPointError`` if the loss or a gradient is not
+            finite (default True).
+
+    Returns:
+        ``{name: ∂L/∂(input of module)}``, detached, in the order of ``modules``.
+    """
+    check_tensor("inputs", inputs)
+    modules = _default_modules(model) if modules is None else dict(modules)
+    if not modules:
+        raise ValueError("modules is empty: pass {name: submodule} for the layers to measure")
+    inputs = inputs.detach().requires_grad_(True)  # so the first layer's input has a gradient
+    with _capture_inputs(modules) as captured:
+        loss = loss_fn(model(inputs))
+    missing = [n for n in modules if n not in captured]
+    if missing:
+        raise ValueError(f"modules {missing} were not called in the forward pass")
+    if loss.ndim != 0:
+        raise ValueError(f"loss_fn must return a scalar, got shape {tuple(loss.shape)}")
+    if error_if_nonfinite:
+        check_finite("loss", loss.detach())
+    names = list(modules)
+    grads = torch.autograd.grad(loss, [captured[n] for n in names], allow_unused=True)
+    result = {}
+    for name, g in zip(names, grads):
+        g = torch.zeros_like(captured[name]) if g is None else g.detach()
+        if error_if_nonfinite:
+            check_finite(f"gradient at the input of {name!r}", g)
+        result[name] = g
+    return result
+
+
+def _default_modules(model: nn.Module) -> dict[str, nn.Module]:
+    if not isinstance(model, DeepMLP):
+        raise ValueError(f"modules is required for a {type(model).__name__}: pass "
+                         "{name: submodule} for the layers whose inputs to measure")
+    modules = {f"blocks.{i}": b for i, b in enumerate(model.blocks)}
+    if model.head is not None:
+        modules["head"] = model.head
+    return modules
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """Per-layer gradient norms of a :class:`~gradflowkit.nets.DeepMLP` from one batch."""
+
+    signal: np.ndarray   # ‖∂L/∂x_l‖ for l = 0 … depth (x_depth is the last block's output)
+    weight: np.ndarray   # ‖∂L/∂W_l‖ of each block's first linear layer, l = 0 … depth-1
+    loss: float          # the loss of the batch
+
+
+def layer_profile(model: DeepMLP, inputs: torch.Tensor, loss_fn: LossFn, *,
+                  error_if_nonfinite: bool = True) -> LayerProfile:
+    """Backward-signal and weight-gradient norms per block of a ``DeepMLP``.
+
+    Args:
+        model: the network; must have a head (``out_features``) or ``loss_fn`` must accept
+            the last block's output.
+        inputs: a batch of inputs.
+        loss_fn: maps the output to a scalar loss.
+        error_if_nonfinite: raise on inf/NaN (default True); if False, norms may be inf/nan.
+
+    Returns:
+        A :class:`LayerProfile`. The model's ``.grad`` are overwritten.
+    """
+    if not isinstance(model, DeepMLP):
+        raise TypeError(f"model must be a DeepMLP, got {type(model).__name__}; for other "
+                        "models use input_gradients() with explicit modules")
+    check_tensor("inputs", inputs)
+    model.zero_grad(set_to_none=True)
+    states = model.hidden_states(inputs.detach().requires_grad_(True))
+    out = model.head(states[-1]) if model.head is not None else states[-1]
+    loss = loss_fn(out)
+    if error_if_nonfinite:
+        check_finite("loss", loss.detach())
+    for s in states:
+        s.retain_grad()
+    loss.backward()
+    signal = [torch.linalg.vector_norm(s.grad).item() for s in states]
+    weight = [torch.linalg.vector_norm(b.linear.weight.grad).item() for b in model.blocks]
+    signal, weight = np.array(signal), np.array(weight)
+    if error_if_nonfinite and not (np.isfinite(signal).all() and np.isfinite(weight).all()):
+        where = ("backward signal" if not np.isfinite(signal).all() else "weight gradient")
+        raise FloatingPointError(f"non-finite {where}; lower the weight scale or use "
+                                 "float64, or pass error_if_nonfinite=False to see the "
+                                 "inf/nan values per layer")
+    return LayerProfile(signal=signal, weight=weight, loss=float(loss.detach()))

@@ -1,0 +1,82 @@
+"""Weight initialization schemes (lesson 6), applied to ``nn.Linear`` layers in place.
+
+Each scheme fixes the variance of the weights from the layer's fan-in and fan-out:
+
+- ``"normal"``: N(0, 1/n_in) (LeCun et al.), keeps the forward variance of a linear layer.
+- ``"xavier"``: N(0, 2/(n_in + n_out)) (Glorot & Bengio 2010), a compromise between the
+  forward (1/n_in) and backward (1/n_out) conditions.
+- ``"he"``: N(0, 2/n_in) (He et al. 2015), compensates ReLU zeroing half its inputs.
+- ``"orthogonal"``: a random orthogonal matrix (Saxe et al. 2014): all singular values 1.
+- ``"zeros"``: all zero (used to make a residual branch start as the identity).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .validation import check_choice, check_float
+
+#: Names accepted wherever the package takes an initialization.
+INITS: tuple[str, ...] = ("normal", "xavier", "he", "orthogonal", "zeros")
+
+
+def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
+    """Standard deviation of the Gaussian weights of ``scheme`` (0 for ``"zeros"``).
+
+    Args:
+        scheme: one of ``"normal"``, ``"xavier"``, ``"he"``, ``"zeros"``. Orthogonal
+            weights are not Gaussian; their entries have std ``1/sqrt(fan_in)``, returned too.
+        fan_in: number of inputs of the layer.
+        fan_out: number of outputs of the layer.
+
+    Returns:
+        The standard deviation.
+    """
+    check_choice("init", scheme, INITS)
+    if scheme == "zeros":
+        return 0.0
+    if scheme == "xavier":
+        return math.sqrt(2.0 / (fan_in + fan_out))
+    if scheme == "he":
+        return math.sqrt(2.0 / fan_in)
+    return math.sqrt(1.0 / fan_in)  # "normal", and the entry scale of "orthogonal"
+
+
+@torch.no_grad()
+def init_linear_(layer: nn.Linear, scheme: str, *, scale: float = 1.0,
+                 generator: torch.Generator | None = None) -> nn.Linear:
+    """Initialize ``layer.weight`` by ``scheme`` times ``scale``; set the bias to zero.
+
+    Args:
+        layer: the layer to change in place.
+        scheme: one of :data:`INITS`.
+        scale: extra multiplier on the weights (default 1.0); ``scale > 1`` is the
+            "bad initialization" of several lessons.
+        generator: random generator (default: torch's global one).
+
+    Returns:
+        ``layer``, for chaining.
+    """
+    if not isinstance(layer, nn.Linear):
+        raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
+    check_choice("init", scheme, INITS)
+    scale = check_float("scale", scale, nonnegative=True)
+    fan_out, fan_in = layer.weight.shape
+    if scheme == "orthogonal":
+        # QR of a Gaussian matrix, with the sign fix that makes Q Haar-distributed.
+        a = torch.randn(max(fan_in, fan_out), min(fan_in, fan_out), generator=generator,
+                        dtype=torch.float64)
+        q, r = torch.linalg.qr(a)
+        q = q * torch.sign(torch.diagonal(r))
+        w = q if fan_out >= fan_in else q.T
+        layer.weight.copy_(w.to(layer.weight.dtype) * scale)
+    else:
+        std = init_std(scheme, fan_in, fan_out)
+        w = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * std
+        layer.weight.copy_(w.to(layer.weight.dtype) * scale)
+    if layer.bias is not None:
+        layer.bias.zero_()
+    return layer

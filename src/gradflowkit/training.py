@@ -1,0 +1,119 @@
+"""A small, seeded training loop that records what the lessons look at (lessons 2, 14, 16)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import Split
+from .gradients import parameter_grad_norms
+from .validation import check_float, check_int
+
+
+@dataclass
+class History:
+    """What :func:`train_classifier` recorded."""
+
+    loss: list[float] = field(default_factory=list)   # training loss at every step
+    grad_norms: list[dict[str, float]] = field(default_factory=list)  # every record_every steps
+    recorded_steps: list[int] = field(default_factory=list)  # steps of grad_norms entries
+    train_accuracy: float = float("nan")  # after the last step
+    test_accuracy: float = float("nan")   # after the last step
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copy of every parameter, keyed by name, to compare against later.
+
+    Args:
+        model: any module.
+
+    Returns:
+        ``{name: detached clone}``.
+    """
+    return {name: p.detach().clone() for name, p in model.named_parameters()}
+
+
+def relative_change(before: dict[str, torch.Tensor], model: nn.Module) -> dict[str, float]:
+    """``‖θ_after − θ_before‖ / ‖θ_before‖`` for every parameter in ``before``.
+
+    Args:
+        before: a :func:`snapshot` taken earlier.
+        model: the same module, later.
+
+    Returns:
+        ``{name: relative change}``; a parameter that started at zero gets ``inf`` if it moved.
+    """
+    params = dict(model.named_parameters())
+    missing = sorted(set(before) - set(params))
+    if missing:
+        raise ValueError(f"snapshot has parameters the model lacks: {missing}")
+    changes = {}
+    for name, old in before.items():
+        diff = float(torch.linalg.vector_norm(params[name].detach() - old))
+        base = float(torch.linalg.vector_norm(old))
+        changes[name] = diff / base if base > 0 else (0.0 if diff == 0 else float("inf"))
+    return changes
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of rows of ``x`` whose arg-max output equals the label ``y`` (eval mode)."""
+    was_training = model.training
+    model.eval()
+    acc = float((model(x).argmax(1) == y).double().mean())
+    model.train(was_training)
+    return acc
+
+
+def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
+                     batch_size: int = 64, momentum: float = 0.0, seed: int = 0,
+                     record_every: int = 0) -> History:
+    """Train ``model`` with cross-entropy and SGD on mini-batches; record the loss.
+
+    Args:
+        model: maps ``(batch, features)`` to ``(batch, classes)`` logits; trained in place.
+        data: the :class:`~gradflowkit.data.Split` to use.
+        steps: number of SGD steps (>= 1).
+        lr: learning rate (> 0).
+        batch_size: rows per step (default 64).
+        momentum: SGD momentum (default 0).
+        seed: seed of the mini-batch order (default 0).
+        record_every: record per-parameter gradient norms every this many steps
+            (default 0: never).
+
+    Returns:
+        A :class:`History`. Raises ``FloatingPointError`` if the loss becomes inf or NaN.
+    """
+    steps = check_int("steps", steps, minimum=1)
+    lr = check_float("lr", lr, positive=True)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    record_every = check_int("record_every", record_every, minimum=0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr,
+                                momentum=check_float("momentum", momentum, nonnegative=True))
+    gen = torch.Generator().manual_seed(check_int("seed", seed))
+    n = len(data.y_train)
+    history = History()
+    order, cursor = torch.randperm(n, generator=gen), 0
+    model.train()
+    for step in range(steps):
+        if cursor + batch_size > n:
+            order, cursor = torch.randperm(n, generator=gen), 0
+        idx = order[cursor:cursor + batch_size]
+        cursor += batch_size
+        loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {float(loss)} at step {step}; "
+                                     "lower lr or the initial weight scale")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if record_every and step % record_every == 0:
+            history.grad_norms.append(parameter_grad_norms(model))
+            history.recorded_steps.append(step)
+        optimizer.step()
+        history.loss.append(float(loss))
+    history.train_accuracy = accuracy(model, data.x_train, data.y_train)
+    history.test_accuracy = accuracy(model, data.x_test, data.y_test)
+    return history
