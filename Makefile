@@ -1,0 +1,101 @@
+# Gradient Flow — build and test the book. `make help` lists the targets.
+# Only Python 3.11 and make are assumed; everything else is installed into .venv/.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || echo python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The install is redone only when one of these files changes: its hash names the stamp file.
+DEPS_FILES := requirements.txt constraints.txt pyproject.toml
+DEPS_HASH  := $(shell cat $(DEPS_FILES) 2>/dev/null | sha256sum | cut -c1-16)
+STAMP      := $(VENV)/.installed-$(DEPS_HASH)
+# pip here may print one "Location ... is ignored" line per package; they are noise.
+PIP_FILTER := { grep -v -E "^WARNING: Location '.*' is ignored" || true; }
+
+NOTEBOOKS_DIR := _build/notebooks
+JB_FLAGS      := -W -n --keep-going --all
+
+# Same hash seed for every execution (book build, nbval, determinism tests).
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: help venv book test test-unit notebooks test-notebooks test-site test-binder \
+        test-determinism lab lock clean distclean
+
+help: ## Show this list of targets
+	@echo "Gradient Flow — make targets (a fresh clone needs only Python 3.11 and make):"
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## Create .venv (Python 3.11) and install the pinned packages if they changed
+
+$(STAMP):
+	@test -x $(BIN)/python || { echo "Creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@$(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 11), \
+	  f"$(VENV) uses Python {sys.version.split()[0]}; the book needs 3.11 (rm -rf $(VENV); make PYTHON=python3.11 venv)"'
+	rm -f $(VENV)/.installed-*
+	$(BIN)/python -m pip install -r requirements.txt -c constraints.txt 2>&1 | $(PIP_FILTER)
+	touch $@
+
+book: $(STAMP) ## Execute every lesson and build the site in _build/html (fails on any error or warning)
+	$(BIN)/jupyter-book build . $(JB_FLAGS)
+	@echo "Open _build/html/index.html"
+
+test: $(STAMP) ## Run all tests: unit, notebooks, book build, site (browser), Binder, determinism
+	$(MAKE) test-unit
+	$(MAKE) test-notebooks
+	$(MAKE) book
+	$(MAKE) test-site
+	$(MAKE) test-binder
+	$(MAKE) test-determinism
+	@echo "make test: all passed"
+
+test-unit: $(STAMP) ## Unit tests of the gradflowkit package (tests/unit)
+	$(BIN)/pytest tests/unit
+
+notebooks: $(STAMP) ## Convert lessons/*.md and book/intro.md to .ipynb under _build/notebooks/
+	rm -rf $(NOTEBOOKS_DIR)
+	for f in lessons/*.md book/intro.md; do \
+	  $(BIN)/jupytext --quiet --to ipynb --output "$(NOTEBOOKS_DIR)/$${f%.md}.ipynb" "$$f"; \
+	done
+
+test-notebooks: notebooks ## Execute the generated notebooks with nbval (pytest --nbval-lax)
+	$(BIN)/pytest --nbval-lax --nbval-cell-timeout=120 -p no:cacheprovider $(NOTEBOOKS_DIR)
+
+test-site: $(STAMP) ## Browser tests of the built site (needs `make book` first and /usr/bin/chromium)
+	$(BIN)/pytest tests/site
+
+test-binder: $(STAMP) ## Check that repo2docker picks up binder/ (no Docker needed)
+	$(BIN)/pytest tests/binder
+
+test-determinism: $(STAMP) ## Execute every lesson twice and compare the text outputs
+	$(BIN)/pytest tests/determinism
+
+lab: $(STAMP) ## Start JupyterLab; lessons/*.md open as notebooks (jupytext)
+	$(BIN)/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \
+	  set-default-viewer
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)"
+
+lock: ## Re-resolve requirements.txt in a scratch venv and write the full pins to constraints.txt
+	rm -rf _build/lock-venv
+	$(PYTHON) -m venv _build/lock-venv
+	_build/lock-venv/bin/python -m pip install -r requirements.txt 2>&1 | $(PIP_FILTER)
+	{ echo "# Every package of the book's environment, pinned (pip freeze). Regenerate: make lock"; \
+	  echo "# Installed with: pip install -r requirements.txt -c constraints.txt"; \
+	  _build/lock-venv/bin/python -m pip freeze --exclude-editable 2>/dev/null \
+	    | grep -v -i -E '^(#|gradflowkit([=@ ]|$$))' | sed -E 's/\+cpu$$//'; \
+	} > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf _build/lock-venv
+	@echo "constraints.txt updated; review with git diff"
+
+clean: ## Remove build outputs (_build/), keep .venv
+	rm -rf _build .pytest_cache
+
+distclean: clean ## Remove build outputs and .venv
+	rm -rf $(VENV)
