@@ -48,7 +48,7 @@ def _axes(ax: Axes | None) -> Axes:
 def plot_layer_profiles(profiles: Mapping[str, Sequence[float]], *, ax: Axes | None = None,
                         ylabel: str = r"$\|\partial L / \partial x_l\|$",
                         xlabel: str = "layer $l$ (0 = input side)",
-                        title: str | None = None) -> Axes:
+                        title: str | None = None, start: int = 0) -> Axes:
     """One line per profile: a per-layer quantity on a log scale against the layer index.
 
     Args:
@@ -58,17 +58,21 @@ def plot_layer_profiles(profiles: Mapping[str, Sequence[float]], *, ax: Axes | N
         ylabel: y-axis label (default: the backward-signal norm).
         xlabel: x-axis label.
         title: optional title.
+        start: layer index of the first value (default 0, as in
+            :class:`~gradflowkit.gradients.LayerProfile`); pass 1 to plot against the book's
+            notation, where the input is :math:`x_1`.
 
     Returns:
         The Axes.
     """
     ax = _axes(ax)
+    start = int(start)
     if not profiles:
         raise ValueError("profiles is empty; pass {label: values per layer}")
     for (label, values), color in zip(profiles.items(), itertools_cycle(len(profiles))):
         values = np.asarray(values, dtype=float)
         shown = np.where(values > 0, values, np.nan)
-        ax.semilogy(np.arange(len(values)), shown, marker="o", markersize=3, label=label,
+        ax.semilogy(start + np.arange(len(values)), shown, marker="o", markersize=3, label=label,
                     color=color)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
