@@ -203,7 +203,11 @@ def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> N
             if expected not in binder_links:
                 problems.append(f"Binder link is {binder_links}, expected {expected}")
 
-        page.wait_for_timeout(200)
+        # Screenshot from the top with nothing focused, so that sticky headers and the
+        # "skip to main content" link are not painted in the middle of the page.
+        page.evaluate("() => { if (document.activeElement) document.activeElement.blur(); window.scrollTo(0, 0); }")
+        page.mouse.move(0, 0)
+        page.wait_for_timeout(300)
         page.screenshot(path=str(screenshot_dir / _screenshot_name(page_path)), full_page=True)
     finally:
         context.close()
