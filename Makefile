@@ -22,7 +22,6 @@ JB_FLAGS      := -W -n --keep-going --all
 
 # Same hash seed for every execution (book build, nbval, determinism tests).
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: help venv book test test-unit notebooks test-notebooks test-site test-binder \
         test-determinism lab lock clean distclean
@@ -61,6 +60,7 @@ test-unit: $(STAMP) ## Unit tests of the gradflowkit package (tests/unit)
 notebooks: $(STAMP) ## Convert lessons/*.md and book/intro.md to .ipynb under _build/notebooks/
 	rm -rf $(NOTEBOOKS_DIR)
 	for f in lessons/*.md book/intro.md; do \
+	  mkdir -p "$(NOTEBOOKS_DIR)/$$(dirname "$$f")"; \
 	  $(BIN)/jupytext --quiet --to ipynb --output "$(NOTEBOOKS_DIR)/$${f%.md}.ipynb" "$$f"; \
 	done
 
