@@ -8,12 +8,40 @@
   'footcite-...'" for every ``{footcite}`` of sphinxcontrib-bibtex, although the footnotes are
   created (by ``{footbibliography}``) and render correctly. Only labels starting with
   ``footcite-`` are dropped; a missing Markdown footnote ``[^x]`` still fails the build.
+- Glued NumPy scalars: since NumPy 2 their text/plain is ``np.float64(0.25)``, which MyST-NB
+  1.4 can neither format (``{glue:text}`x:.2f``` warns) nor show plainly (``{glue:text}`x```
+  prints ``np.float64(0.25)``). The text is unwrapped to ``0.25`` before formatting. Gluing a
+  plain ``float(x)`` in the lesson needs no help.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
+
+_NUMPY_SCALAR = re.compile(r"^np\.(?:float|int|uint|bool|complex|str|bytes|longdouble|clongdouble)\w*\((.*)\)$", re.S)
+
+
+def _unwrap_numpy_scalar(text: str) -> str:
+    match = _NUMPY_SCALAR.match(text.strip())
+    return match.group(1) if match else text
+
+
+def _patch_glue_formatting() -> None:
+    from myst_nb.core import variables
+    from myst_nb.ext.glue import crossref, roles
+
+    original = variables.format_plain_text
+    if getattr(original, "_gradflow", False):
+        return
+
+    def format_plain_text(text: str, fmt_spec: str) -> str:
+        return original(_unwrap_numpy_scalar(text), fmt_spec)
+
+    format_plain_text._gradflow = True  # type: ignore[attr-defined]
+    for module in (variables, crossref, roles):
+        module.format_plain_text = format_plain_text
 
 _FOOTCITE_MESSAGE = "No footnote definitions found for label: 'footcite-"
 
@@ -45,6 +73,7 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def setup(app):
+    _patch_glue_formatting()
     # Sphinx logs docutils reporter messages (which myst-parser uses) through this logger.
     for name in ("sphinx.sphinx.util.docutils", "sphinx.myst_parser"):
         logger = logging.getLogger(name)

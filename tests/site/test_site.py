@@ -155,6 +155,17 @@ def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> N
         for text in output_texts:
             if match := ERROR_TEXT.search(text):
                 problems.append(f"error text in a cell output: {text[match.start():][:200]!r}")
+        # Glued numbers in the prose must read as numbers, not as NumPy reprs.
+        prose_reprs = page.evaluate(
+            """() => {
+                const main = document.querySelector('main') || document.body;
+                const copy = main.cloneNode(true);
+                copy.querySelectorAll('.cell, pre, code, script').forEach(e => e.remove());
+                return (copy.textContent.match(/np\\.[a-z]+[0-9]*\\([^)]{0,40}\\)/g) || []).slice(0, 5);
+            }"""
+        )
+        if prose_reprs:
+            problems.append(f"NumPy reprs in the prose (glue a float instead): {prose_reprs}")
         sysmsgs = page.locator(".system-message, .problematic").count()
         if sysmsgs:
             problems.append(f"{sysmsgs} docutils system message(s) / problematic node(s) in the page")
