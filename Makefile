@@ -18,6 +18,8 @@ STAMP      := $(VENV)/.installed-$(DEPS_HASH)
 PIP_FILTER := { grep -v -E "^WARNING: Location '.*' is ignored" || true; }
 
 NOTEBOOKS_DIR := _build/notebooks
+# Extra arguments for `make lab` (Jupyter refuses to run as root without --allow-root).
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 JB_FLAGS      := -W -n --keep-going --all
 
 # Same hash seed for every execution (book build, nbval, determinism tests).
@@ -79,7 +81,7 @@ test-determinism: $(STAMP) ## Execute every lesson twice and compare the text ou
 lab: $(STAMP) ## Start JupyterLab; lessons/*.md open as notebooks (jupytext)
 	$(BIN)/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \
 	  set-default-viewer
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)"
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
 
 lock: ## Re-resolve requirements.txt in a scratch venv and write the full pins to constraints.txt
 	rm -rf _build/lock-venv
