@@ -106,6 +106,8 @@ def clip_grad_norm_(parameters: Iterable[torch.nn.Parameter], max_norm: float, *
     Returns:
         The total norm before clipping.
     """
+    if isinstance(parameters, torch.Tensor):  # one tensor, as torch accepts
+        parameters = [parameters]
     params = [p for p in parameters if p.grad is not None]
     if not params:
         raise ValueError("no parameter has a .grad; call loss.backward() before clipping")

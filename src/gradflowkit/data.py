@@ -38,6 +38,9 @@ def load_digits(test_fraction: float = 0.25, *, seed: int = 0,
     if test_fraction >= 1:
         raise ValueError(f"test_fraction must be < 1, got {test_fraction}")
     seed = check_int("seed", seed)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, "
+                        f"got {dtype!r}")
     try:
         from sklearn.datasets import load_digits as _sk_load_digits
     except ImportError as err:  # pragma: no cover - depends on the environment
@@ -48,6 +51,9 @@ def load_digits(test_fraction: float = 0.25, *, seed: int = 0,
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     x, y = x[order], y[order]
     n_test = max(1, round(test_fraction * len(y)))
+    if len(y) - n_test < 2:
+        raise ValueError(f"test_fraction={test_fraction} leaves {len(y) - n_test} training "
+                         "rows; at least 2 are needed to standardize, so lower it")
     x_train, x_test = x[n_test:], x[:n_test]
     mean, std = x_train.mean(0), x_train.std(0)
     std = torch.where(std > 0, std, torch.ones_like(std))

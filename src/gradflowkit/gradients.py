@@ -48,7 +48,9 @@ def parameter_grad_norms(model: nn.Module, *, error_if_nonfinite: bool = True) -
             continue
         if error_if_nonfinite:
             check_finite(f"gradient of {name!r}", p.grad)
-        norms[name] = float(torch.linalg.vector_norm(p.grad.detach()))
+        # In float64, so that finite float32 gradients (entries up to ~1e38) never give an
+        # overflowed norm.
+        norms[name] = float(torch.linalg.vector_norm(p.grad.detach(), dtype=torch.float64))
     return norms
 
 
@@ -104,9 +106,13 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn,
     if error_if_nonfinite:
         check_finite("loss", loss.detach())
     names = list(modules)
-    grads = torch.autograd.grad(loss, [captured[n] for n in names], allow_unused=True)
+    # An input outside the autograd graph (e.g. detached) cannot reach the loss: gradient 0.
+    tracked = [n for n in names if captured[n].requires_grad]
+    grads = dict(zip(tracked, torch.autograd.grad(loss, [captured[n] for n in tracked],
+                                                  allow_unused=True))) if tracked else {}
     result = {}
-    for name, g in zip(names, grads):
+    for name in names:
+        g = grads.get(name)
         g = torch.zeros_like(captured[name]) if g is None else g.detach()
         if error_if_nonfinite:
             check_finite(f"gradient at the input of {name!r}", g)
@@ -160,8 +166,9 @@ def layer_profile(model: DeepMLP, inputs: torch.Tensor, loss_fn: LossFn, *,
     for s in states:
         s.retain_grad()
     loss.backward()
-    signal = [torch.linalg.vector_norm(s.grad).item() for s in states]
-    weight = [torch.linalg.vector_norm(b.linear.weight.grad).item() for b in model.blocks]
+    norm = lambda g: torch.linalg.vector_norm(g, dtype=torch.float64).item()  # noqa: E731
+    signal = [norm(s.grad) for s in states]  # float64: no overflow of finite float32 grads
+    weight = [norm(b.linear.weight.grad) for b in model.blocks]
     signal, weight = np.array(signal), np.array(weight)
     if error_if_nonfinite and not (np.isfinite(signal).all() and np.isfinite(weight).all()):
         where = ("backward signal" if not np.isfinite(signal).all() else "weight gradient")

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import nn
 
-from .validation import check_choice, check_float
+from .validation import check_choice, check_float, check_int
 
 #: Names accepted wherever the package takes an initialization.
 INITS: tuple[str, ...] = ("normal", "xavier", "he", "orthogonal", "zeros")
@@ -28,21 +28,26 @@ def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
 
     Args:
         scheme: one of ``"normal"``, ``"xavier"``, ``"he"``, ``"zeros"``. Orthogonal
-            weights are not Gaussian; their entries have std ``1/sqrt(fan_in)``, returned too.
+            weights are not Gaussian; their entries have root-mean-square
+            ``1/sqrt(max(fan_in, fan_out))`` (``1/sqrt(fan_in)`` when square), returned too.
         fan_in: number of inputs of the layer.
         fan_out: number of outputs of the layer.
 
     Returns:
         The standard deviation.
     """
-    check_choice("init", scheme, INITS)
+    check_choice("scheme", scheme, INITS)
+    fan_in = check_int("fan_in", fan_in, minimum=1)
+    fan_out = check_int("fan_out", fan_out, minimum=1)
     if scheme == "zeros":
         return 0.0
+    if scheme == "orthogonal":  # ‖W‖_F² = min(fan_in, fan_out) over fan_in·fan_out entries
+        return math.sqrt(1.0 / max(fan_in, fan_out))
     if scheme == "xavier":
         return math.sqrt(2.0 / (fan_in + fan_out))
     if scheme == "he":
         return math.sqrt(2.0 / fan_in)
-    return math.sqrt(1.0 / fan_in)  # "normal", and the entry scale of "orthogonal"
+    return math.sqrt(1.0 / fan_in)  # "normal"
 
 
 @torch.no_grad()
@@ -62,7 +67,7 @@ def init_linear_(layer: nn.Linear, scheme: str, *, scale: float = 1.0,
     """
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
-    check_choice("init", scheme, INITS)
+    check_choice("scheme", scheme, INITS)
     scale = check_float("scale", scale, nonnegative=True)
     fan_out, fan_in = layer.weight.shape
     if scheme == "orthogonal":

@@ -68,6 +68,10 @@ def block_jacobians(blocks: Sequence[Callable[[torch.Tensor], torch.Tensor]],
         ``[J_0, J_1, …]`` with ``J_i = ∂x_{i+1}/∂x_i`` evaluated at that pass's ``x_i``.
     """
     jacobians = []
+    for i, block in enumerate(blocks):  # before the forward pass, which would fail less clearly
+        if isinstance(block, nn.Module) and block.training and _has_batch_norm(block):
+            raise ValueError(f"blocks[{i}] has BatchNorm in training mode, whose output for "
+                             "one input depends on the batch; call model.eval() first")
     with torch.no_grad():
         xs = [x]
         for block in blocks:

@@ -67,6 +67,10 @@ class NetConfig:
         if not self.residual and (self.branch_layers != 1 or self.zero_init_last):
             raise ValueError("branch_layers and zero_init_last apply only to residual "
                              "nets; pass residual=True or leave them at their defaults")
+        if self.zero_init_last and self.branch_layers == 1 and self.activation == "sigmoid":
+            raise ValueError("zero_init_last with branch_layers=1 and activation='sigmoid' "
+                             "gives F(x) = sigmoid(0) = 0.5, not 0, so the block is not the "
+                             "identity; use branch_layers=2 or an activation with f(0) = 0")
         return self
 
 
