@@ -105,7 +105,7 @@ def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
         cursor += batch_size
         loss = F.cross_entropy(model(data.x_train[idx]), data.y_train[idx])
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {float(loss)} at step {step}; "
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; "
                                      "lower lr or the initial weight scale")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -113,7 +113,7 @@ def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
             history.grad_norms.append(parameter_grad_norms(model))
             history.recorded_steps.append(step)
         optimizer.step()
-        history.loss.append(float(loss))
+        history.loss.append(loss.item())  # float(loss) warns: it requires grad
     history.train_accuracy = accuracy(model, data.x_train, data.y_train)
     history.test_accuracy = accuracy(model, data.x_test, data.y_test)
     return history
