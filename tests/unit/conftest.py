@@ -36,9 +36,13 @@ def float32():
     yield from _with_default_dtype(torch.float32)
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def seeded():
-    """Seed torch's global generator, and restore its state afterwards."""
+    """Seed torch's global generator for every test, and restore its state afterwards.
+
+    Autouse so that no test depends on how much randomness earlier tests consumed: the
+    suite gives the same result in any order and on a fresh clone.
+    """
     state = torch.get_rng_state()
     torch.manual_seed(1234)
     try:
