@@ -7,6 +7,8 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.nets`: ``DeepMLP``, a plain or residual deep fully-connected net;
 - :mod:`~gradflowkit.gradients`: per-layer backward-signal and weight-gradient norms;
 - :mod:`~gradflowkit.jacobians`: layer Jacobians, their products and singular values;
+- :mod:`~gradflowkit.matrices`: products of random matrices, non-normal transients;
+- :mod:`~gradflowkit.overflow`: where a pass first overflows to inf and turns to NaN;
 - :mod:`~gradflowkit.clipping`: gradient clipping by global norm, per tensor, by value;
 - :mod:`~gradflowkit.cliff`: Pascanu's one-unit recurrent net, its loss wall, descent paths;
 - :mod:`~gradflowkit.data`: small real data sets that ship with installed packages;
