@@ -7,6 +7,8 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.nets`: ``DeepMLP``, a plain or residual deep fully-connected net;
 - :mod:`~gradflowkit.gradients`: per-layer backward-signal and weight-gradient norms;
 - :mod:`~gradflowkit.jacobians`: layer Jacobians, their products and singular values;
+- :mod:`~gradflowkit.propagation`: per-layer forward and backward signal sizes, rates;
+- :mod:`~gradflowkit.dead_units`: ReLU units that are never active on a data set;
 - :mod:`~gradflowkit.matrices`: products of random matrices, non-normal transients;
 - :mod:`~gradflowkit.overflow`: where a pass first overflows to inf and turns to NaN;
 - :mod:`~gradflowkit.clipping`: gradient clipping by global norm, per tensor, by value;

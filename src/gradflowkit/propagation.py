@@ -1,0 +1,113 @@
+"""How the size of the forward and backward signals changes from layer to layer (lessons 6-7).
+
+Variance-propagation arguments (LeCun, Glorot & Bengio, He et al.) predict how the spread of
+the activations ``x_l`` and of the backward signal ``∂L/∂x_l`` changes per layer. The
+helpers here measure both for a :class:`~gradflowkit.nets.DeepMLP` at one forward and one
+backward pass, and fit the per-layer rate of a geometric trend.
+
+To measure the backward pass without a particular loss, the gradient at the last block's
+output is a random standard-normal array: then ``∂L/∂x_{L+1}`` has standard deviation 1
+and every earlier ``∂L/∂x_l`` is that random vector sent back through the transposed
+Jacobians, as in a loss whose output gradient is unstructured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from .nets import DeepMLP
+from .validation import check_tensor
+
+
+class SignalStats(NamedTuple):
+    """Per-layer standard deviations of a :class:`~gradflowkit.nets.DeepMLP`'s signals."""
+
+    forward: np.ndarray   # std of x_l over the batch and the units, l = input … last output
+    backward: np.ndarray  # std of ∂L/∂x_l, same layers; the last entry is the seed's (≈ 1)
+    preact: np.ndarray    # std of z_l = W_l x_l + b_l, one per block
+
+
+def signal_stats(model: DeepMLP, inputs: torch.Tensor, *,
+                 generator: torch.Generator | None = None) -> SignalStats:
+    """Forward and backward standard deviation per layer, from one pass of ``inputs``.
+
+    The model's head (if any) is not used: the backward pass starts at the last block's
+    output with a standard-normal gradient drawn from ``generator``.
+
+    Args:
+        model: the network (any activation, init, plain or residual).
+        inputs: a batch, shape ``(batch, in_features)``.
+        generator: random generator for the output gradient (default: torch's global one).
+
+    Returns:
+        A :class:`SignalStats`; ``forward`` and ``backward`` have ``depth + 1`` entries
+        (index 0 is the input of the first block), ``preact`` has ``depth``. The
+        standard deviations are computed in float64 (population std, over all entries).
+    """
+    if not isinstance(model, DeepMLP):
+        raise TypeError(f"model must be a DeepMLP, got {type(model).__name__}")
+    check_tensor("inputs", inputs, ndim=2)
+    preacts: list[torch.Tensor] = []
+    handles = [block.act.register_forward_pre_hook(
+        lambda _module, args: preacts.append(args[0].detach())) for block in model.blocks]
+    try:
+        states = model.hidden_states(inputs.detach().requires_grad_(True))
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = states[-1]
+    seed = torch.randn(out.shape, generator=generator, dtype=out.dtype)
+    grads = torch.autograd.grad(out, states[:-1], grad_outputs=seed, allow_unused=True)
+    grads = [torch.zeros_like(s) if g is None else g for s, g in zip(states, grads)] + [seed]
+    std = lambda t: float(t.detach().double().std(unbiased=False))  # noqa: E731
+    return SignalStats(forward=np.array([std(s) for s in states]),
+                       backward=np.array([std(g) for g in grads]),
+                       preact=np.array([std(z) for z in preacts[-len(model.blocks):]]))
+
+
+def geometric_rate(values: Sequence[float] | np.ndarray, *, steps: Sequence[float] | None = None
+                   ) -> float:
+    """Per-step factor ``r`` of the least-squares fit ``log v_k ≈ a + k log r``.
+
+    Args:
+        values: positive values, e.g. a per-layer standard deviation.
+        steps: the ``k`` of each value (default ``0, 1, 2, …``), e.g. the depths of a sweep.
+
+    Returns:
+        ``r = exp(slope)``: below 1 the values shrink geometrically, above 1 they grow.
+    """
+    v = np.asarray(values, dtype=float)
+    k = np.arange(v.size, dtype=float) if steps is None else np.asarray(steps, dtype=float)
+    if v.ndim != 1 or v.size < 2 or k.shape != v.shape:
+        raise ValueError(f"need >= 2 values and as many steps, got {v.size} values and "
+                         f"{k.size} steps")
+    if not (np.isfinite(v).all() and (v > 0).all()):
+        raise ValueError("values must be finite and > 0 to fit a geometric rate; "
+                         "drop zeros (underflow) or infs (overflow) first")
+    slope = np.polyfit(k, np.log(v), 1)[0]
+    return float(np.exp(slope))
+
+
+def relu_family_gain(weight_var_times_fan: float, negative_slope: float = 0.0) -> float:
+    """Predicted per-layer factor of the std of a ReLU/Leaky-ReLU net's signals.
+
+    With weights of variance ``c / n`` (``c = weight_var_times_fan``) and slope
+    ``a = negative_slope`` for negative inputs, ``E[f(z)²] = (1 + a²) Var[z] / 2`` and
+    ``E[f'(z)²] = (1 + a²) / 2`` for symmetric ``z``, so both the forward and the backward
+    variance are multiplied by ``c (1 + a²) / 2`` per square layer; the std by its root.
+
+    Args:
+        weight_var_times_fan: ``n · Var[w]`` (1 for N(0, 1/n), 2 for He).
+        negative_slope: ``a`` (0 for ReLU).
+
+    Returns:
+        ``sqrt(c (1 + a²) / 2)``.
+    """
+    if weight_var_times_fan < 0:
+        raise ValueError(f"weight_var_times_fan must be >= 0, got {weight_var_times_fan}")
+    return float(np.sqrt(weight_var_times_fan * (1 + negative_slope**2) / 2))
+
