@@ -11,6 +11,7 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.dead_units`: ReLU units that are never active on a data set;
 - :mod:`~gradflowkit.matrices`: products of random matrices, non-normal transients;
 - :mod:`~gradflowkit.overflow`: where a pass first overflows to inf and turns to NaN;
+- :mod:`~gradflowkit.rnn`: a vanilla RNN and its backpropagation-through-time Jacobians;
 - :mod:`~gradflowkit.clipping`: gradient clipping by global norm, per tensor, by value;
 - :mod:`~gradflowkit.cliff`: Pascanu's one-unit recurrent net, its loss wall, descent paths;
 - :mod:`~gradflowkit.data`: small real data sets that ship with installed packages;
