@@ -96,7 +96,7 @@ def set_forget_bias_(lstm: nn.LSTM, value: float) -> nn.LSTM:
 
     Args:
         lstm: a one-layer ``nn.LSTM`` with biases.
-        value: the bias, e.g. 1 (Gers et al. 2000; Jozefowicz et al. 2015).
+        value: the bias, e.g. 1 (Jozefowicz et al. 2015).
 
     Returns:
         ``lstm``, changed in place.
