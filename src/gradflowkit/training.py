@@ -1,7 +1,8 @@
-"""A small, seeded training loop that records what the lessons look at (lessons 2, 14, 16)."""
+"""A small, seeded training loop that records what the lessons look at (lessons 2, 10, 14, 16)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -70,7 +71,8 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 
 def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
                      batch_size: int = 64, momentum: float = 0.0, seed: int = 0,
-                     record_every: int = 0) -> History:
+                     record_every: int = 0, weight_decay: float = 0.0,
+                     callback: Callable[[int, nn.Module], None] | None = None) -> History:
     """Train ``model`` with cross-entropy and SGD on mini-batches; record the loss.
 
     Args:
@@ -83,6 +85,12 @@ def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
         seed: seed of the mini-batch order (default 0).
         record_every: record per-parameter gradient norms every this many steps
             (default 0: never).
+        weight_decay: λ of SGD's weight decay, ``θ ← θ - lr (∇L + λ θ)``, the same as adding
+            ``λ/2 ‖θ‖²`` to the loss (default 0; lesson 10). Applies to every parameter.
+        callback: called as ``callback(step, model)`` before steps ``0, record_every,
+            2 record_every, ...`` and once after the last step with ``step = steps``, e.g. a
+            :class:`~gradflowkit.spectral.SpectralTracker` (default None; needs
+            ``record_every >= 1``). It may run its own forward and backward passes.
 
     Returns:
         A :class:`History`. Raises ``FloatingPointError`` if the loss becomes inf or NaN.
@@ -91,14 +99,22 @@ def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
     lr = check_float("lr", lr, positive=True)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     record_every = check_int("record_every", record_every, minimum=0)
+    if callback is not None and record_every == 0:
+        raise ValueError("callback needs record_every >= 1 (it is called every record_every "
+                         "steps)")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr,
-                                momentum=check_float("momentum", momentum, nonnegative=True))
+                                momentum=check_float("momentum", momentum, nonnegative=True),
+                                weight_decay=check_float("weight_decay", weight_decay,
+                                                         nonnegative=True))
     gen = torch.Generator().manual_seed(check_int("seed", seed))
     n = len(data.y_train)
     history = History()
     order, cursor = torch.randperm(n, generator=gen), 0
     model.train()
     for step in range(steps):
+        if callback is not None and step % record_every == 0:
+            callback(step, model)
+            model.train()
         if cursor + batch_size > n:
             order, cursor = torch.randperm(n, generator=gen), 0
         idx = order[cursor:cursor + batch_size]
@@ -114,6 +130,8 @@ def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
             history.recorded_steps.append(step)
         optimizer.step()
         history.loss.append(loss.item())  # float(loss) warns: it requires grad
+    if callback is not None:
+        callback(steps, model)
     history.train_accuracy = accuracy(model, data.x_train, data.y_train)
     history.test_accuracy = accuracy(model, data.x_test, data.y_test)
     return history
