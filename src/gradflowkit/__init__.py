@@ -18,6 +18,7 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.recurrent`: the adding problem, LSTM and GRU cells, gradient vs time;
 - :mod:`~gradflowkit.spectral`: spectral norms of the weights during training, decay rates;
 - :mod:`~gradflowkit.residual`: residual streams, the unrolled sum, branch Jacobians;
+- :mod:`~gradflowkit.landscape`: loss-surface slices along filter-normalized directions;
 - :mod:`~gradflowkit.paths`: a residual net's 2^n paths and the gradient per path length;
 - :mod:`~gradflowkit.shattered`: dy/dx along a line of inputs and its autocorrelation;
 - :mod:`~gradflowkit.data`: small real data sets that ship with installed packages;

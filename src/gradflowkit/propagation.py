@@ -111,3 +111,36 @@ def relu_family_gain(weight_var_times_fan: float, negative_slope: float = 0.0) -
         raise ValueError(f"weight_var_times_fan must be >= 0, got {weight_var_times_fan}")
     return float(np.sqrt(weight_var_times_fan * (1 + negative_slope**2) / 2))
 
+
+def relu_residual_moments(depth: int, *, mean_square: float = 1.0, mean: float = 0.0,
+                          branch_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted moments of the stream ``x_{l+1} = x_l + s relu(W x_l)`` (lesson 13).
+
+    With He-initialized ``W`` (variance ``2/n``), no bias and a wide layer, ``z = W x_l``
+    is Gaussian with variance ``2 q_l`` where ``q_l`` is the mean square of ``x_l`` over
+    its units. Then ``E[relu(z)²] = q_l`` and ``E[relu(z)] = sqrt(q_l/π)``; the branch
+    output is independent of ``x_l``'s units but has a positive mean, so with ``m_l`` the
+    mean of ``x_l`` over its units
+
+        q_{l+1} = q_l + s² q_l + 2 s m_l sqrt(q_l/π),    m_{l+1} = m_l + s sqrt(q_l/π).
+
+    Without the mean term (``m = 0``) ``q`` would double per block when ``s = 1``.
+
+    Args:
+        depth: number of blocks (>= 0).
+        mean_square: ``q_0`` of the input (default 1).
+        mean: ``m_0`` of the input (default 0).
+        branch_scale: ``s`` (default 1).
+
+    Returns:
+        ``(q, m)``, two arrays of ``depth + 1`` entries; the variance over units is
+        ``q - m**2``.
+    """
+    if depth < 0 or mean_square < 0:
+        raise ValueError("depth and mean_square must be >= 0")
+    q, m = [float(mean_square)], [float(mean)]
+    for _ in range(depth):
+        r = np.sqrt(q[-1] / np.pi)
+        q.append(q[-1] * (1 + branch_scale**2) + 2 * branch_scale * m[-1] * r)
+        m.append(m[-1] + branch_scale * r)
+    return np.array(q), np.array(m)

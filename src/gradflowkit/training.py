@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .data import Split
-from .gradients import parameter_grad_norms
+from .gradients import layer_profile, parameter_grad_norms
 from .validation import check_float, check_int
 
 
@@ -135,3 +136,57 @@ def train_classifier(model: nn.Module, data: Split, *, steps: int, lr: float,
     history.train_accuracy = accuracy(model, data.x_train, data.y_train)
     history.test_accuracy = accuracy(model, data.x_test, data.y_test)
     return history
+
+
+class ProfileRecorder:
+    """A ``callback`` for :func:`train_classifier` that records layer profiles (lesson 14).
+
+    At every call it runs :func:`~gradflowkit.gradients.layer_profile` with cross-entropy on
+    one fixed batch, so profiles at different steps compare the same inputs. In a net with
+    batch norm this extra forward pass (in training mode) also nudges the running
+    statistics, as one more training batch would; the weights are not changed.
+
+    Args:
+        x: the fixed batch of inputs.
+        y: its labels.
+
+    Example:
+        >>> rec = ProfileRecorder(data.x_train[:256], data.y_train[:256])  # doctest: +SKIP
+        >>> train_classifier(net, data, steps=100, lr=0.05, record_every=25,
+        ...                  callback=rec)  # doctest: +SKIP
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor):
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} rows but y has {len(y)} labels")
+        self.x, self.y = x, y
+        self.steps: list[int] = []          # the step of each recorded profile
+        self.signal: list[np.ndarray] = []  # ‖∂L/∂x_l‖, l = 0 … depth, at each step
+        self.weight: list[np.ndarray] = []  # ‖∂L/∂W_l‖ of each block's first linear layer
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        profile = layer_profile(model, self.x, lambda out: F.cross_entropy(out, self.y))
+        model.zero_grad(set_to_none=True)  # leave no gradient behind for the optimizer
+        self.steps.append(step)
+        self.signal.append(profile.signal)
+        self.weight.append(profile.weight)
+
+
+def moving_average(values, window: int) -> np.ndarray:
+    """Trailing mean over ``window`` values: entry ``i`` averages ``values[i-window+1 … i]``.
+
+    Args:
+        values: a sequence of numbers, e.g. ``History.loss``.
+        window: how many values to average (>= 1, at most ``len(values)``).
+
+    Returns:
+        ``len(values) - window + 1`` means, in float64; entry ``j`` belongs to step
+        ``j + window - 1``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    window = check_int("window", window, minimum=1)
+    if v.ndim != 1 or window > len(v):
+        raise ValueError(f"need a 1-D sequence of at least window={window} values, got "
+                         f"shape {v.shape}")
+    c = np.concatenate([[0.0], np.cumsum(v)])
+    return (c[window:] - c[:-window]) / window

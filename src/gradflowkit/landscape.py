@@ -1,0 +1,117 @@
+"""Loss-surface slices along filter-normalized random directions (lesson 13).
+
+Li et al. (2018, "Visualizing the loss landscape of neural nets") plot the loss along
+``θ + α d₁ (+ β d₂)`` where each random direction ``d`` is **filter-normalized**: ``d`` is
+drawn from a standard Gaussian, then every filter of every weight is rescaled so that its
+norm equals the norm of the same filter of the weights,
+
+    d_{i,j} ← d_{i,j} / ‖d_{i,j}‖ · ‖θ_{i,j}‖,
+
+and the directions of biases and batch-norm parameters are set to zero (the paper's
+"ignore biasbn"). For a fully-connected layer a filter is one row of the weight matrix (the
+weights into one unit), so a random step of size ``α = 1`` changes each unit's weights by as
+much as their own size, whatever the scale of that layer. This makes slices of different
+networks comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .validation import check_tensor
+
+Direction = dict[str, torch.Tensor]
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def filter_normalized_direction(model: nn.Module, *, generator: torch.Generator | None = None,
+                                eps: float = 1e-12) -> Direction:
+    """A random direction in parameter space, filter-normalized as in Li et al. (2018).
+
+    Args:
+        model: any module; every parameter with 2 or more dimensions is a weight whose
+            filters are its slices along dimension 0 (rows of a linear layer's weight).
+        generator: random generator for the Gaussian draw (default: torch's global one).
+        eps: guard against dividing by a zero-norm random row.
+
+    Returns:
+        ``{name: tensor}`` with one entry per ``named_parameters()`` entry, same shapes and
+        dtypes. Weight rows have the norms of the weight rows (a zero row stays zero);
+        1-dimensional parameters (biases, batch-norm scales and shifts) are zero.
+    """
+    direction = {}
+    for name, p in model.named_parameters():
+        if p.ndim < 2:
+            direction[name] = torch.zeros_like(p, requires_grad=False)
+            continue
+        w = p.detach()
+        d = torch.randn(w.shape, generator=generator, dtype=w.dtype)
+        rows_w = w.reshape(w.shape[0], -1).norm(dim=1)
+        rows_d = d.reshape(d.shape[0], -1).norm(dim=1)
+        scale = (rows_w / rows_d.clamp_min(eps)).reshape(-1, *([1] * (w.ndim - 1)))
+        direction[name] = d * scale
+    return direction
+
+
+@torch.no_grad()
+def loss_surface(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn,
+                 directions: Sequence[Direction],
+                 coords: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
+    """The loss at ``θ + Σ_k c_k d_k`` on a grid of coefficients ``c``.
+
+    The model is evaluated in its current mode (in train mode a batch-norm layer uses the
+    statistics of ``inputs``). Its parameters and buffers (e.g. running statistics) are
+    restored afterwards.
+
+    Args:
+        model: the network at the centre point ``θ``.
+        inputs: the batch to evaluate the loss on.
+        loss_fn: maps the model's output to a scalar loss.
+        directions: one or two directions, e.g. from :func:`filter_normalized_direction`.
+        coords: one array of coefficients per direction.
+
+    Returns:
+        For one direction an array of ``len(coords[0])`` losses; for two, an array of shape
+        ``(len(coords[1]), len(coords[0]))`` (rows follow the second direction, as
+        ``plt.contour(coords[0], coords[1], Z)`` expects).
+    """
+    check_tensor("inputs", inputs)
+    if len(directions) not in (1, 2) or len(coords) != len(directions):
+        raise ValueError("pass one or two directions and one coordinate array per direction")
+    params = dict(model.named_parameters())
+    for d in directions:
+        if set(d) != set(params):
+            raise ValueError("a direction must have exactly the model's parameter names")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    centre = {k: p.detach().clone() for k, p in params.items()}
+    grids = np.meshgrid(*[np.asarray(c, dtype=float) for c in reversed(coords)],
+                        indexing="ij")[::-1]   # grids[k][row, col]; rows = last direction
+    losses = np.empty(grids[0].shape)
+    try:
+        for idx in np.ndindex(losses.shape):
+            for name, p in params.items():
+                p.copy_(centre[name])
+                for d, g in zip(directions, grids):
+                    p.add_(d[name], alpha=float(g[idx]))
+            losses[idx] = float(loss_fn(model(inputs)))
+    finally:
+        model.load_state_dict(saved)
+    return losses
+
+
+def grid_local_minima(z: np.ndarray) -> int:
+    """Number of interior points of a 2-D grid lower than all 8 of their neighbours."""
+    z = np.asarray(z, dtype=float)
+    if z.ndim != 2 or min(z.shape) < 3:
+        raise ValueError(f"need a 2-D grid of at least 3 x 3 points, got shape {z.shape}")
+    centre = z[1:-1, 1:-1]
+    lower = np.ones(centre.shape, dtype=bool)
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di or dj:
+                lower &= centre < z[1 + di:z.shape[0] - 1 + di, 1 + dj:z.shape[1] - 1 + dj]
+    return int(lower.sum())

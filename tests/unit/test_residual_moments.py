@@ -1,0 +1,46 @@
+"""Tests of propagation.relu_residual_moments against a wide float64 residual net (the
+oracle: the measured mean square and mean of the stream), and of landscape.grid_local_minima
+against a brute-force loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gradflowkit.landscape import grid_local_minima
+from gradflowkit.nets import DeepMLP
+from gradflowkit.propagation import relu_residual_moments
+
+
+@pytest.mark.parametrize("scale", [1.0, 0.3])
+def test_moments_match_a_wide_net(scale):
+    torch.manual_seed(0)
+    net = DeepMLP(6, 2000, residual=True, branch_scale=scale, bias=False).double()
+    x = torch.randn(64, 2000, dtype=torch.float64)
+    with torch.no_grad():
+        states = net.hidden_states(x)
+    q, m = relu_residual_moments(6, branch_scale=scale)
+    for k, s in enumerate(states):
+        assert abs(float((s**2).mean()) / q[k] - 1) < 0.05
+        assert abs(float(s.mean()) - m[k]) < 0.05 * np.sqrt(q[k])
+
+
+def test_moments_without_mean_double():
+    q, m = relu_residual_moments(3)
+    assert q[1] == pytest.approx(2.0) and m[1] == pytest.approx(np.sqrt(1 / np.pi))
+    assert q[2] == pytest.approx(4 + 2 * np.sqrt(1 / np.pi) * np.sqrt(2 / np.pi))
+    with pytest.raises(ValueError):
+        relu_residual_moments(-1)
+
+
+def test_grid_local_minima_brute_force():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(9, 11))
+    want = sum(all(z[i, j] < z[i + a, j + b] for a in (-1, 0, 1) for b in (-1, 0, 1)
+                   if a or b) for i in range(1, 8) for j in range(1, 10))
+    assert grid_local_minima(z) == want
+    x = np.linspace(-1, 1, 7)
+    assert grid_local_minima(x[:, None] ** 2 + x[None, :] ** 2) == 1
+    with pytest.raises(ValueError):
+        grid_local_minima(np.zeros(5))
