@@ -55,8 +55,17 @@ def parameter_grad_norms(model: nn.Module, *, error_if_nonfinite: bool = True) -
 
 
 @contextmanager
-def _capture_inputs(modules: Mapping[str, nn.Module]):
-    """Record the first positional input of each module during a forward pass."""
+def capture_inputs(modules: Mapping[str, nn.Module]):
+    """Record the first positional input of each module during a forward pass.
+
+    The hooks are removed on exit, even on error. A module called twice keeps its last input.
+
+    Args:
+        modules: ``{name: submodule}`` to watch.
+
+    Yields:
+        ``{name: input tensor}``, filled in as the forward pass runs (still in the graph).
+    """
     captured: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in modules.items():
@@ -96,7 +105,7 @@ def input_gradients(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn,
     if not modules:
         raise ValueError("modules is empty: pass {name: submodule} for the layers to measure")
     inputs = inputs.detach().requires_grad_(True)  # so the first layer's input has a gradient
-    with _capture_inputs(modules) as captured:
+    with capture_inputs(modules) as captured:
         loss = loss_fn(model(inputs))
     missing = [n for n in modules if n not in captured]
     if missing:

@@ -144,6 +144,15 @@ class DeepMLP(nn.Module):
             x = block(x)
         return self.head(x) if self.head is not None else x
 
+    def activation_modules(self) -> dict[str, nn.Module]:
+        """Each block's activation module, keyed ``"0"``, ``"1"``, …: its input is ``z_l``.
+
+        Returns:
+            ``{block index: activation module}``, for hooks such as
+            :func:`gradflowkit.gradients.capture_inputs`.
+        """
+        return {str(i): block.act for i, block in enumerate(self.blocks)}
+
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Return ``[x_0, x_1, ..., x_depth]``: the input of every block and the last output.
 

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .gradients import capture_inputs
 from .nets import DeepMLP
 from .validation import check_tensor
 
@@ -99,20 +100,11 @@ def overflow_trace(model: DeepMLP, inputs: torch.Tensor,
                          "(residual=False, in_features and out_features unset)")
     check_tensor("inputs", inputs)
     model.zero_grad(set_to_none=True)
-    zs: list[torch.Tensor] = []
-
-    def keep(_module, args):
-        args[0].retain_grad()
-        zs.append(args[0])
-
-    handles = [b.act.register_forward_pre_hook(keep) for b in model.blocks]
-    try:
+    with capture_inputs(model.activation_modules()) as captured:
         states = model.hidden_states(inputs.detach().requires_grad_(True))
-    finally:
-        for h in handles:
-            h.remove()
-    for s in states:
-        s.retain_grad()
+    zs = [captured[str(i)] for i in range(len(model.blocks))]
+    for t in [*states, *zs]:
+        t.retain_grad()  # before backward, so .grad is kept on these non-leaf tensors
     loss = loss_fn(states[-1])
     loss.backward()
     return OverflowTrace(

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .gradients import capture_inputs
 from .nets import DeepMLP
 from .validation import check_tensor
 
@@ -51,14 +52,9 @@ def signal_stats(model: DeepMLP, inputs: torch.Tensor, *,
     if not isinstance(model, DeepMLP):
         raise TypeError(f"model must be a DeepMLP, got {type(model).__name__}")
     check_tensor("inputs", inputs, ndim=2)
-    preacts: list[torch.Tensor] = []
-    handles = [block.act.register_forward_pre_hook(
-        lambda _module, args: preacts.append(args[0].detach())) for block in model.blocks]
-    try:
+    with capture_inputs(model.activation_modules()) as captured:
         states = model.hidden_states(inputs.detach().requires_grad_(True))
-    finally:
-        for handle in handles:
-            handle.remove()
+    preacts = [captured[str(i)].detach() for i in range(len(model.blocks))]
     out = states[-1]
     seed = torch.randn(out.shape, generator=generator, dtype=out.dtype)
     grads = torch.autograd.grad(out, states[:-1], grad_outputs=seed, allow_unused=True)
@@ -66,7 +62,7 @@ def signal_stats(model: DeepMLP, inputs: torch.Tensor, *,
     std = lambda t: float(t.detach().double().std(unbiased=False))  # noqa: E731
     return SignalStats(forward=np.array([std(s) for s in states]),
                        backward=np.array([std(g) for g in grads]),
-                       preact=np.array([std(z) for z in preacts[-len(model.blocks):]]))
+                       preact=np.array([std(z) for z in preacts]))
 
 
 def geometric_rate(values: Sequence[float] | np.ndarray, *, steps: Sequence[float] | None = None

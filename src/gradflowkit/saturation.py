@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .activations import derivative
+from .gradients import capture_inputs
 from .nets import DeepMLP
 from .validation import check_float, check_tensor
 
@@ -38,15 +39,9 @@ def preactivations(model: DeepMLP, inputs: torch.Tensor) -> list[torch.Tensor]:
     if not isinstance(model, DeepMLP):
         raise TypeError(f"model must be a DeepMLP, got {type(model).__name__}")
     check_tensor("inputs", inputs)
-    captured: list[torch.Tensor] = []
-    handles = [block.act.register_forward_pre_hook(
-        lambda _module, args: captured.append(args[0].detach())) for block in model.blocks]
-    try:
+    with capture_inputs(model.activation_modules()) as captured:
         model(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return captured
+    return [captured[str(i)].detach() for i in range(len(model.blocks))]
 
 
 class SlopeProfile(NamedTuple):
