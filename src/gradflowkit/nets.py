@@ -11,6 +11,9 @@
 ``N`` is an optional normalization (``"batch"`` or ``"layer"``). The blocks live in
 ``model.blocks`` so that gradient helpers can hook their inputs: the input of block ``l``
 is the activation ``x_l`` whose gradient ``∂L/∂x_l`` is the backward signal of the book.
+
+``InplaceResidualMLP`` is a small residual net written with in-place operations
+(``nn.ReLU(inplace=True)``, ``out += x``), as torchvision's ResNets are (lesson 16).
 """
 
 from __future__ import annotations
@@ -177,3 +180,52 @@ def _make_norm(norm: str | None, width: int) -> nn.Module:
     if norm == "layer":
         return nn.LayerNorm(width)
     return nn.Identity()
+
+
+class InplaceResidualBlock(nn.Module):
+    """``relu(x + W2 relu(W1 x + b1) + b2)`` written with in-place ReLUs and ``out += x``.
+
+    The pattern of torchvision's ResNet blocks; the monitor of lesson 16 must cope with it
+    (module backward hooks do not).
+
+    Args:
+        width: units of the input, the hidden layer and the output (>= 1).
+    """
+
+    def __init__(self, width: int):
+        super().__init__()
+        width = check_int("width", width, minimum=1)
+        self.linear1 = nn.Linear(width, width)
+        self.act1 = nn.ReLU(inplace=True)
+        self.linear2 = nn.Linear(width, width)
+        self.act2 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x
+        out = self.act1(self.linear1(x))
+        out = self.linear2(out)
+        out += identity
+        return self.act2(out)
+
+
+class InplaceResidualMLP(nn.Module):
+    """A stack of :class:`InplaceResidualBlock` with an optional linear head (lesson 16).
+
+    Args:
+        width: units per block (>= 1).
+        depth: number of blocks (>= 1).
+        out_features: size of a linear head after the blocks (default None: no head).
+    """
+
+    def __init__(self, width: int, depth: int, out_features: int | None = None):
+        super().__init__()
+        check_int("depth", depth, minimum=1)
+        self.blocks = nn.ModuleList(InplaceResidualBlock(width) for _ in range(depth))
+        self.head = None
+        if out_features is not None:
+            self.head = nn.Linear(width, check_int("out_features", out_features, minimum=1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x) if self.head is not None else x

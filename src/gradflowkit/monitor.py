@@ -1,0 +1,412 @@
+"""Watch gradient flow while a model trains: a hook-based monitor (lesson 16).
+
+A :class:`Monitor` hooks a model's activation modules (forward hooks) and its optimizer
+(step pre- and post-hooks) and records, every ``every``-th optimizer step:
+
+- ``grad_norm``: the Frobenius norm of each parameter's ``.grad`` (in float64);
+- ``activation``: the mean, standard deviation and saturated share of the output of each
+  watched module (by default every ``ReLU``, ``LeakyReLU``, ``Sigmoid``, ``Tanh``, ``GELU``);
+- ``update_ratio``: ``log10(std(p_after - p_before) / std(p_before))`` per parameter, the
+  update-to-data ratio (about -3 is Karpathy's rule of thumb for a healthy learning rate);
+- optionally per-layer histograms of ``log10|grad|`` and of the activations.
+
+Non-finite gradients are checked on every step, before the optimizer applies them. There
+are no module backward hooks: they break on in-place operations such as
+``nn.ReLU(inplace=True)`` and ``out += identity``, which the monitor therefore supports.
+
+Saturation, the share of a module's output entries that pass (almost) no gradient:
+
+- ``Sigmoid``: output < 0.01 or > 0.99 (there the derivative ``s(1-s)`` is below ~0.0099);
+- ``Tanh``: ``|output| > 0.99`` (derivative ``1 - t²`` below ~0.02);
+- ``ReLU``, ``LeakyReLU``, ``GELU`` and any other watched type: output <= 0 (a ReLU passes
+  no gradient there, a leaky ReLU or GELU little).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .validation import check_choice, check_int
+
+#: Module types whose outputs a :class:`Monitor` watches by default.
+DEFAULT_ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (
+    nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU)
+
+#: The activation statistics a record holds per module (see :meth:`Monitor.matrix`).
+ACTIVATION_STATS: tuple[str, ...] = ("mean", "std", "saturation")
+
+#: The record keys :func:`records_matrix` turns into arrays.
+MATRIX_KINDS: tuple[str, ...] = ("grad_norm", "update_ratio", "activation")
+
+_SIGMOID, _TANH, _RECTIFIER = 0, 1, 2
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A gradient has an inf or NaN entry; raised before the optimizer applies it."""
+
+
+class Monitor:
+    """Record gradient norms, activation statistics and update ratios during training.
+
+    Use it as a context manager around the training loop (or call :meth:`attach` and
+    :meth:`detach`); every hook is removed on exit, even on error::
+
+        with Monitor(model, optimizer=opt, every=10) as mon:
+            for x, y in batches:
+                opt.zero_grad()
+                loss_fn(model(x), y).backward()
+                opt.step()        # the monitor hooks the optimizer
+        mon.records               # one dict per recorded step
+
+    Step ``s`` is the number of optimizer steps taken before this one (0-based); it is
+    recorded when ``s % every == 0``, with the activations of the last forward pass (with
+    autograd on) before it. Forward passes under ``torch.no_grad()`` are ignored. A module
+    called several times in one forward pass is recorded as ``name``, ``name#1``, ….
+    Without an optimizer, call :meth:`step` after ``loss.backward()``; records then have
+    an empty ``update_ratio``.
+
+    A record is ``{"step": int, "loss": float | None, "grad_norm": {param: float},
+    "activation": {module: {"mean", "std", "saturation"}}, "update_ratio": {param: float}}``
+    plus, with ``histogram_bins``, ``"grad_hist"`` and ``"act_hist"``: ``{name: (counts,
+    edges)}`` of ``log10|grad|`` (zero entries left out) and of the activation values.
+    The standard deviations divide by the number of entries ``N`` (not ``N - 1``). The
+    update ratio skips parameters with fewer than 2 entries, with ``std(p_before) = 0``
+    (e.g. zero-initialized) or that did not change (``std(update) = 0``).
+
+    Args:
+        model: the network to watch; it must have parameters.
+        optimizer: a ``torch.optim.Optimizer`` to hook (default None: call :meth:`step`).
+        every: record every ``every``-th optimizer step, ``every >= 1`` (default 1).
+            Non-finite gradients are checked on every step regardless.
+        activation_types: a tuple of ``nn.Module`` subclasses whose outputs are watched
+            (default :data:`DEFAULT_ACTIVATION_TYPES`); ``()`` watches none.
+        histogram_bins: number of bins of the per-layer histograms, or None for no
+            histograms (default None).
+        raise_on_nonfinite: raise :class:`NonFiniteGradientError` on the first step with an
+            inf or NaN gradient, before the update is applied (default True); if False,
+            record it in :attr:`nonfinite` / :attr:`nonfinite_steps` and go on.
+
+    Attributes:
+        records: the list of records, one per recorded step.
+        nonfinite: None, or ``{"step": s, "parameter": name, "value": "inf" | "nan"}`` for
+            the first step with a non-finite gradient (the first parameter in
+            ``named_parameters()`` order; "nan" if that gradient has any NaN).
+        nonfinite_steps: every step with a non-finite gradient (only filled with
+            ``raise_on_nonfinite=False``, apart from the first).
+        parameter_shapes: ``{param name: shape}``, e.g. to keep only weight matrices.
+        steps_taken: optimizer steps seen while attached.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer | None = None, *,
+                 every: int = 1,
+                 activation_types: tuple[type[nn.Module], ...] = DEFAULT_ACTIVATION_TYPES,
+                 histogram_bins: int | None = None, raise_on_nonfinite: bool = True):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}; "
+                            "wrap a function in an nn.Module subclass")
+        if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):
+            raise TypeError(f"optimizer must be a torch.optim.Optimizer or None, got "
+                            f"{type(optimizer).__name__}; pass e.g. "
+                            "torch.optim.SGD(model.parameters(), lr=0.1)")
+        self.every = check_int("every", every, minimum=1)
+        if not (isinstance(activation_types, tuple)
+                and all(isinstance(t, type) and issubclass(t, nn.Module)
+                        for t in activation_types)):
+            raise TypeError("activation_types must be a tuple of nn.Module subclasses, e.g. "
+                            f"(nn.ReLU, nn.Tanh); got {activation_types!r}")
+        if histogram_bins is not None:
+            histogram_bins = check_int("histogram_bins", histogram_bins, minimum=1)
+        if not isinstance(raise_on_nonfinite, bool):
+            raise TypeError(f"raise_on_nonfinite must be True or False, got "
+                            f"{raise_on_nonfinite!r}")
+        self._named_params = list(model.named_parameters())
+        if not self._named_params:
+            raise ValueError(f"model ({type(model).__name__}) has no parameters: there are "
+                             "no gradients to monitor; pass the model you train")
+        self.model = model
+        self.optimizer = optimizer
+        self.activation_types = activation_types
+        self.histogram_bins = histogram_bins
+        self.raise_on_nonfinite = raise_on_nonfinite
+        self.records: list[dict[str, Any]] = []
+        self.nonfinite: dict[str, Any] | None = None
+        self.nonfinite_steps: list[int] = []
+        self.parameter_shapes = {n: tuple(p.shape) for n, p in self._named_params}
+        self.steps_taken = 0
+        self._watched = [(name, m, _saturation_kind(m)) for name, m in model.named_modules()
+                         if activation_types and isinstance(m, activation_types)]
+        self._ratio_params = [(n, p) for n, p in self._named_params
+                              if p.requires_grad and p.numel() >= 2]
+        self._handles: list[Any] = []
+        self._attached = False
+        self._recording = True   # whether the next step is recorded
+        self._calls: dict[str, int] = {}   # calls per watched module in this forward pass
+        self._acts: list[tuple] = []       # statistics of the current forward pass
+        self._act_hist: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._loss: tuple[int, float] | None = None
+        self._pending: dict[str, Any] | None = None
+        self._before: list[torch.Tensor] | None = None
+
+    # -- attaching -------------------------------------------------------------------
+
+    def attach(self) -> "Monitor":
+        """Register the hooks. Raises if already attached.
+
+        Returns:
+            The monitor itself.
+        """
+        if self._attached:
+            raise RuntimeError("this Monitor is already attached; call detach() first or "
+                               "use one `with Monitor(...)` block")
+        try:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_forward))
+            for name, module, kind in self._watched:
+                def hook(_module, _args, output, name=name, kind=kind):
+                    self._on_activation(name, kind, output)
+                self._handles.append(module.register_forward_hook(hook))
+            if self.optimizer is not None:
+                self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
+                self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
+        except BaseException:
+            self._remove_hooks()
+            raise
+        self._attached = True
+        self._recording = self.steps_taken % self.every == 0
+        return self
+
+    def detach(self) -> None:
+        """Remove every hook (safe to call twice). The records are kept."""
+        self._remove_hooks()
+        self._attached = False
+        self._before = None
+        self._pending = None
+
+    def _remove_hooks(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __enter__(self) -> "Monitor":
+        return self.attach()
+
+    def __exit__(self, *exc_info) -> None:
+        self.detach()
+
+    # -- user calls --------------------------------------------------------------------
+
+    def step(self) -> None:
+        """Check and record the current gradients when there is no optimizer.
+
+        Call it after ``loss.backward()``. Raises :class:`NonFiniteGradientError` like the
+        optimizer hook does.
+        """
+        if self.optimizer is not None:
+            raise RuntimeError("this Monitor hooks the optimizer, which records each "
+                               "optimizer.step(); do not call Monitor.step() as well")
+        if not self._attached:
+            raise RuntimeError("the Monitor is not attached; use `with Monitor(...)` or "
+                               "call attach() first")
+        self._pre_step()
+        self._post_step()
+
+    def log(self, loss: float | torch.Tensor) -> None:
+        """Store the loss of the step about to be taken in its record (if it is recorded).
+
+        Args:
+            loss: the loss, a float or a one-element tensor; call between ``backward()``
+                and ``optimizer.step()``.
+        """
+        if isinstance(loss, torch.Tensor):
+            loss = loss.detach()
+        self._loss = (self.steps_taken, float(loss))
+
+    def matrix(self, kind: str, stat: str | None = None):
+        """The records of one kind as an array: recorded steps × names.
+
+        Args:
+            kind: ``"grad_norm"``, ``"update_ratio"`` or ``"activation"``.
+            stat: for ``"activation"``, one of ``"mean"``, ``"std"``, ``"saturation"``
+                (required there; must be None otherwise).
+
+        Returns:
+            ``(steps, names, values)``: see :func:`records_matrix`.
+        """
+        return records_matrix(self.records, kind, stat)
+
+    # -- hooks -----------------------------------------------------------------------
+
+    def _on_forward(self, _module, _args) -> None:
+        if self._recording and torch.is_grad_enabled():
+            self._calls = {}
+            self._acts = []
+            self._act_hist = {}
+
+    def _on_activation(self, name: str, kind: int, output: Any) -> None:
+        if not self._recording or not torch.is_grad_enabled():
+            return
+        if not isinstance(output, torch.Tensor):
+            return
+        calls = self._calls.get(name, 0)
+        self._calls[name] = calls + 1
+        if calls:
+            name = f"{name}#{calls}"
+        t = output.detach()
+        if t.numel() == 0:
+            return
+        var, mean = torch.var_mean(t, correction=0)
+        if kind == _SIGMOID:
+            saturated = torch.logical_or(t < 0.01, t > 0.99).sum()
+        elif kind == _TANH:
+            saturated = (t.abs() > 0.99).sum()
+        else:
+            saturated = (t <= 0).sum()
+        self._acts.append((name, mean, var, saturated, t.numel()))
+        if self.histogram_bins is not None:
+            values = t.to(torch.float64).flatten().numpy(force=True)
+            self._act_hist[name] = _histogram(values[np.isfinite(values)], self.histogram_bins)
+
+    def _pre_step(self, *_args) -> None:
+        step = self.steps_taken
+        grads = [(n, p.grad) for n, p in self._named_params if p.grad is not None]
+        norms: list[float] | None = None
+        bad = None
+        if grads:
+            if self._recording:
+                norms = torch.stack(torch._foreach_norm([g for _, g in grads], 2,
+                                                        dtype=torch.float64)).tolist()
+                finite = all(math.isfinite(v) for v in norms)
+            else:
+                total = torch.stack(torch._foreach_norm([g for _, g in grads])).sum()
+                finite = math.isfinite(float(total))
+            if not finite:
+                bad = self._first_nonfinite()   # None if only a float32 norm overflowed
+        if bad is not None:
+            name, value = bad
+            if self.nonfinite is None:
+                self.nonfinite = {"step": step, "parameter": name, "value": value}
+            self.nonfinite_steps.append(step)
+            if self.raise_on_nonfinite:
+                self._pending = None
+                raise NonFiniteGradientError(
+                    f"the gradient of parameter {name!r} has {value} entries at step {step}; "
+                    "the update was not applied. Lower the learning rate or weight scale, "
+                    "clip gradients, or pass raise_on_nonfinite=False to record and go on.")
+        if not self._recording:
+            self._pending = None
+            return
+        record: dict[str, Any] = {"step": step, "loss": None}
+        if self._loss is not None and self._loss[0] == step:
+            record["loss"] = self._loss[1]
+        record["grad_norm"] = dict(zip((n for n, _ in grads), norms or []))
+        record["activation"] = self._activation_stats()
+        record["update_ratio"] = {}
+        if self.histogram_bins is not None:
+            record["grad_hist"] = {n: _grad_histogram(g, self.histogram_bins) for n, g in grads}
+            record["act_hist"] = dict(self._act_hist)
+        self._pending = record
+        if self.optimizer is not None and self._ratio_params:
+            self._before = [p.detach().clone() for _, p in self._ratio_params]
+
+    def _post_step(self, *_args) -> None:
+        record, self._pending = self._pending, None
+        if record is not None:
+            if self._before is not None:
+                record["update_ratio"] = self._update_ratios(self._before)
+                self._before = None
+            self.records.append(record)
+        self.steps_taken += 1
+        self._recording = self.steps_taken % self.every == 0
+        self._acts = []
+        self._calls = {}
+        self._act_hist = {}
+
+    # -- computations ----------------------------------------------------------------
+
+    def _first_nonfinite(self) -> tuple[str, str] | None:
+        for name, p in self._named_params:
+            g = p.grad
+            if g is not None and not bool(torch.isfinite(g).all()):
+                return name, "nan" if bool(torch.isnan(g).any()) else "inf"
+        return None
+
+    def _activation_stats(self) -> dict[str, dict[str, float]]:
+        if not self._acts:
+            return {}
+        names = [a[0] for a in self._acts]
+        means = torch.stack([a[1].to(torch.float64) for a in self._acts]).tolist()
+        variances = torch.stack([a[2].to(torch.float64) for a in self._acts]).tolist()
+        counts = torch.stack([a[3] for a in self._acts]).tolist()
+        return {name: {"mean": m, "std": math.sqrt(max(v, 0.0)), "saturation": c / a[4]}
+                for name, m, v, c, a in zip(names, means, variances, counts, self._acts)}
+
+    def _update_ratios(self, before: list[torch.Tensor]) -> dict[str, float]:
+        stds = []
+        for (_, p), b in zip(self._ratio_params, before):
+            d = p.detach().to(torch.float64) - b.to(torch.float64)
+            stds.append(torch.stack([d.std(correction=0), b.to(torch.float64).std(correction=0)]))
+        values = torch.stack(stds).tolist()
+        ratios = {}
+        for (name, _), (s_update, s_data) in zip(self._ratio_params, values):
+            if s_data > 0 and s_update > 0 and math.isfinite(s_update / s_data):
+                ratios[name] = math.log10(s_update / s_data)
+        return ratios
+
+
+def records_matrix(records: Sequence[dict[str, Any]], kind: str, stat: str | None = None):
+    """Turn monitor records into an array of recorded steps × names (lesson 16).
+
+    Args:
+        records: :attr:`Monitor.records`, or any list of such dicts.
+        kind: ``"grad_norm"``, ``"update_ratio"`` or ``"activation"``.
+        stat: for ``"activation"``, one of ``"mean"``, ``"std"``, ``"saturation"``
+            (required there; must be None otherwise).
+
+    Returns:
+        ``(steps, names, values)``: the recorded steps (int ndarray), the names in order of
+        first appearance (parameters in ``named_parameters()`` order, modules in call
+        order), and a float ndarray of shape ``(len(steps), len(names))``, NaN where a
+        record lacks a name.
+    """
+    check_choice("kind", kind, MATRIX_KINDS)
+    if kind == "activation":
+        if stat is None:
+            raise ValueError("kind='activation' needs stat='mean', 'std' or 'saturation'")
+        check_choice("stat", stat, ACTIVATION_STATS)
+    elif stat is not None:
+        raise ValueError(f"stat applies only to kind='activation'; got stat={stat!r} "
+                         f"with kind={kind!r}")
+    steps = np.array([r["step"] for r in records], dtype=int)
+    names: dict[str, None] = {}
+    for r in records:
+        names.update(dict.fromkeys(r.get(kind, {})))
+    values = np.full((len(records), len(names)), np.nan)
+    column = {name: j for j, name in enumerate(names)}
+    for i, r in enumerate(records):
+        for name, v in r.get(kind, {}).items():
+            values[i, column[name]] = v[stat] if stat is not None else v
+    return steps, list(names), values
+
+
+def _saturation_kind(module: nn.Module) -> int:
+    if isinstance(module, nn.Sigmoid):
+        return _SIGMOID
+    if isinstance(module, nn.Tanh):
+        return _TANH
+    return _RECTIFIER
+
+
+def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    if values.size == 0:
+        return np.zeros(bins, dtype=np.int64), np.linspace(0.0, 1.0, bins + 1)
+    return np.histogram(values, bins=bins)
+
+
+def _grad_histogram(grad: torch.Tensor, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    g = grad.detach().to(torch.float64).abs().flatten().numpy(force=True)
+    g = g[np.isfinite(g) & (g > 0)]
+    return _histogram(np.log10(g), bins)
