@@ -44,7 +44,7 @@ ACTIVATION_STATS: tuple[str, ...] = ("mean", "std", "saturation")
 #: The record keys :func:`records_matrix` turns into arrays.
 MATRIX_KINDS: tuple[str, ...] = ("grad_norm", "update_ratio", "activation")
 
-_SIGMOID, _TANH, _RECTIFIER = 0, 1, 2
+_SIGMOID, _TANH, _RELU, _RECTIFIER = 0, 1, 2, 3
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -143,7 +143,8 @@ class Monitor:
                          if activation_types and isinstance(m, activation_types)]
         self._ratio_params = [(n, p) for n, p in self._named_params
                               if p.requires_grad and p.numel() >= 2]
-        self._handles: list[Any] = []
+        self._opt_handles: list[Any] = []
+        self._fwd_handles: list[Any] = []
         self._attached = False
         self._recording = True   # whether the next step is recorded
         self._calls: dict[str, int] = {}   # calls per watched module in this forward pass
@@ -151,12 +152,15 @@ class Monitor:
         self._act_hist: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._loss: tuple[int, float] | None = None
         self._pending: dict[str, Any] | None = None
-        self._before: list[torch.Tensor] | None = None
+        self._buffers: _RatioBuffers | None = None
+        self._data_norms: list[float] | None = None
 
     # -- attaching -------------------------------------------------------------------
 
     def attach(self) -> "Monitor":
         """Register the hooks. Raises if already attached.
+
+        Re-attaching after :meth:`detach` goes on counting steps where it stopped.
 
         Returns:
             The monitor itself.
@@ -165,31 +169,42 @@ class Monitor:
             raise RuntimeError("this Monitor is already attached; call detach() first or "
                                "use one `with Monitor(...)` block")
         try:
-            self._handles.append(self.model.register_forward_pre_hook(self._on_forward))
-            for name, module, kind in self._watched:
-                def hook(_module, _args, output, name=name, kind=kind):
-                    self._on_activation(name, kind, output)
-                self._handles.append(module.register_forward_hook(hook))
             if self.optimizer is not None:
-                self._handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
-                self._handles.append(self.optimizer.register_step_post_hook(self._post_step))
+                self._opt_handles.append(self.optimizer.register_step_pre_hook(self._pre_step))
+                self._opt_handles.append(
+                    self.optimizer.register_step_post_hook(self._post_step))
+            self._recording = self.steps_taken % self.every == 0
+            self._forward_hooks(self._recording)
         except BaseException:
             self._remove_hooks()
             raise
         self._attached = True
-        self._recording = self.steps_taken % self.every == 0
         return self
 
     def detach(self) -> None:
         """Remove every hook (safe to call twice). The records are kept."""
         self._remove_hooks()
         self._attached = False
-        self._before = None
         self._pending = None
+        self._buffers = None
+        self._data_norms = None
 
     def _remove_hooks(self) -> None:
-        while self._handles:
-            self._handles.pop().remove()
+        for handles in (self._fwd_handles, self._opt_handles):
+            while handles:
+                handles.pop().remove()
+
+    def _forward_hooks(self, on: bool) -> None:
+        """Hook the watched modules only before recorded steps: other steps pay nothing."""
+        if on and not self._fwd_handles:
+            self._fwd_handles.append(self.model.register_forward_pre_hook(self._on_forward))
+            for name, module, kind in self._watched:
+                def hook(_module, _args, output, name=name, kind=kind):
+                    self._on_activation(name, kind, output)
+                self._fwd_handles.append(module.register_forward_hook(hook))
+        elif not on:
+            while self._fwd_handles:
+                self._fwd_handles.pop().remove()
 
     def __enter__(self) -> "Monitor":
         return self.attach()
@@ -219,7 +234,7 @@ class Monitor:
 
         Args:
             loss: the loss, a float or a one-element tensor; call between ``backward()``
-                and ``optimizer.step()``.
+                and ``optimizer.step()`` (or :meth:`step`).
         """
         if isinstance(loss, torch.Tensor):
             loss = loss.detach()
@@ -247,42 +262,50 @@ class Monitor:
             self._act_hist = {}
 
     def _on_activation(self, name: str, kind: int, output: Any) -> None:
-        if not self._recording or not torch.is_grad_enabled():
-            return
-        if not isinstance(output, torch.Tensor):
+        if not (self._recording and torch.is_grad_enabled()
+                and isinstance(output, torch.Tensor)):
             return
         calls = self._calls.get(name, 0)
         self._calls[name] = calls + 1
         if calls:
             name = f"{name}#{calls}"
         t = output.detach()
-        if t.numel() == 0:
+        n = t.numel()
+        if n == 0:
             return
-        var, mean = torch.var_mean(t, correction=0)
-        if kind == _SIGMOID:
+        # Sum and sum of squares in float64: var = E[x²] - E[x]² then loses ~1e-16 E[x²],
+        # negligible also when |mean| >> std (a saturated sigmoid). Several times faster
+        # on a CPU than torch.var_mean.
+        d = t.to(torch.float64).reshape(-1)
+        total = d.sum()
+        sum_sq = torch.dot(d, d)
+        if kind == _RELU:     # outputs >= 0: sign() is 1 for the unsaturated, 0 for zeros
+            saturated = t.sign().sum()
+        elif kind == _SIGMOID:
             saturated = torch.logical_or(t < 0.01, t > 0.99).sum()
         elif kind == _TANH:
             saturated = (t.abs() > 0.99).sum()
         else:
             saturated = (t <= 0).sum()
-        self._acts.append((name, mean, var, saturated, t.numel()))
+        self._acts.append((name, total, sum_sq, saturated, n, kind == _RELU))
         if self.histogram_bins is not None:
             values = t.to(torch.float64).flatten().numpy(force=True)
             self._act_hist[name] = _histogram(values[np.isfinite(values)], self.histogram_bins)
 
+    @torch.no_grad()
     def _pre_step(self, *_args) -> None:
         step = self.steps_taken
         grads = [(n, p.grad) for n, p in self._named_params if p.grad is not None]
-        norms: list[float] | None = None
+        norms: list[float] = []
         bad = None
         if grads:
-            if self._recording:
+            if self._recording:     # float64: no under- or overflow of float32 squares
                 norms = torch.stack(torch._foreach_norm([g for _, g in grads], 2,
                                                         dtype=torch.float64)).tolist()
                 finite = all(math.isfinite(v) for v in norms)
-            else:
+            else:                   # one fused norm, one sum, one isfinite
                 total = torch.stack(torch._foreach_norm([g for _, g in grads])).sum()
-                finite = math.isfinite(float(total))
+                finite = math.isfinite(total.item())
             if not finite:
                 bad = self._first_nonfinite()   # None if only a float32 norm overflowed
         if bad is not None:
@@ -302,7 +325,7 @@ class Monitor:
         record: dict[str, Any] = {"step": step, "loss": None}
         if self._loss is not None and self._loss[0] == step:
             record["loss"] = self._loss[1]
-        record["grad_norm"] = dict(zip((n for n, _ in grads), norms or []))
+        record["grad_norm"] = dict(zip((n for n, _ in grads), norms))
         record["activation"] = self._activation_stats()
         record["update_ratio"] = {}
         if self.histogram_bins is not None:
@@ -310,20 +333,24 @@ class Monitor:
             record["act_hist"] = dict(self._act_hist)
         self._pending = record
         if self.optimizer is not None and self._ratio_params:
-            self._before = [p.detach().clone() for _, p in self._ratio_params]
+            if self._buffers is None:
+                self._buffers = _RatioBuffers([p for _, p in self._ratio_params])
+            self._data_norms = self._buffers.snapshot()
 
+    @torch.no_grad()
     def _post_step(self, *_args) -> None:
         record, self._pending = self._pending, None
         if record is not None:
-            if self._before is not None:
-                record["update_ratio"] = self._update_ratios(self._before)
-                self._before = None
+            if self._data_norms is not None and self._buffers is not None:
+                record["update_ratio"] = self._update_ratios()
             self.records.append(record)
+        self._data_norms = None
         self.steps_taken += 1
         self._recording = self.steps_taken % self.every == 0
         self._acts = []
         self._calls = {}
         self._act_hist = {}
+        self._forward_hooks(self._recording)
 
     # -- computations ----------------------------------------------------------------
 
@@ -337,24 +364,67 @@ class Monitor:
     def _activation_stats(self) -> dict[str, dict[str, float]]:
         if not self._acts:
             return {}
-        names = [a[0] for a in self._acts]
-        means = torch.stack([a[1].to(torch.float64) for a in self._acts]).tolist()
-        variances = torch.stack([a[2].to(torch.float64) for a in self._acts]).tolist()
-        counts = torch.stack([a[3] for a in self._acts]).tolist()
-        return {name: {"mean": m, "std": math.sqrt(max(v, 0.0)), "saturation": c / a[4]}
-                for name, m, v, c, a in zip(names, means, variances, counts, self._acts)}
+        totals = _floats([a[1] for a in self._acts] + [a[2] for a in self._acts])
+        saturated = _floats([a[3] for a in self._acts])
+        k = len(self._acts)
+        stats = {}
+        for (name, _, _, _, n, complement), s, q, c in zip(self._acts, totals[:k],
+                                                           totals[k:], saturated):
+            mean = s / n
+            stats[name] = {"mean": mean, "std": math.sqrt(max(q / n - mean * mean, 0.0)),
+                           "saturation": (n - c) / n if complement else c / n}
+        return stats
 
-    def _update_ratios(self, before: list[torch.Tensor]) -> dict[str, float]:
-        stds = []
-        for (_, p), b in zip(self._ratio_params, before):
-            d = p.detach().to(torch.float64) - b.to(torch.float64)
-            stds.append(torch.stack([d.std(correction=0), b.to(torch.float64).std(correction=0)]))
-        values = torch.stack(stds).tolist()
+    def _update_ratios(self) -> dict[str, float]:
+        update_norms = self._buffers.update_norms()
+        data_norms = self._data_norms
         ratios = {}
-        for (name, _), (s_update, s_data) in zip(self._ratio_params, values):
+        for i, (s_update, s_data) in enumerate(zip(update_norms, data_norms)):
+            # ‖u - mean u‖ / ‖d - mean d‖ = std(u) / std(d): both have numel entries.
             if s_data > 0 and s_update > 0 and math.isfinite(s_update / s_data):
-                ratios[name] = math.log10(s_update / s_data)
+                ratios[self._ratio_params[i][0]] = math.log10(s_update / s_data)
         return ratios
+
+
+class _RatioBuffers:
+    """A copy of the parameters before a step, in one ``(count, numel)`` buffer per size.
+
+    So that the centred norms of all parameters of one size take a few batched operations
+    instead of a few per parameter.
+    """
+
+    def __init__(self, params: list[torch.Tensor]):
+        self.params = params
+        groups: dict[tuple, list[int]] = {}
+        for i, p in enumerate(params):
+            groups.setdefault((p.numel(), p.dtype, p.device), []).append(i)
+        self.views: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
+        self.groups: list[tuple[list[int], torch.Tensor]] = []
+        for (numel, dtype, device), index in groups.items():
+            buffer = torch.empty((len(index), numel), dtype=dtype, device=device)
+            for row, i in enumerate(index):
+                self.views[i] = buffer[row].view(params[i].shape)
+            self.groups.append((index, buffer))
+        self.order = [i for index, _ in self.groups for i in index]
+
+    def _centred_norms(self) -> list[float]:
+        norms = [torch.linalg.vector_norm(b - b.mean(dim=1, keepdim=True), dim=1)
+                 for _, b in self.groups]
+        flat = _floats(norms, cat=True)
+        result = [0.0] * len(self.params)
+        for position, i in enumerate(self.order):
+            result[i] = flat[position]
+        return result
+
+    def snapshot(self) -> list[float]:
+        """Copy the parameters; return ``‖p - mean p‖`` of each."""
+        torch._foreach_copy_(self.views, self.params)
+        return self._centred_norms()
+
+    def update_norms(self) -> list[float]:
+        """After the step: ``‖u - mean u‖`` of each update ``u = p_before - p_after``."""
+        torch._foreach_sub_(self.views, self.params)
+        return self._centred_norms()
 
 
 def records_matrix(records: Sequence[dict[str, Any]], kind: str, stat: str | None = None):
@@ -397,7 +467,16 @@ def _saturation_kind(module: nn.Module) -> int:
         return _SIGMOID
     if isinstance(module, nn.Tanh):
         return _TANH
+    if isinstance(module, nn.ReLU):
+        return _RELU
     return _RECTIFIER
+
+
+def _floats(tensors: list[torch.Tensor], cat: bool = False) -> list[float]:
+    """Python numbers from 0-d (or, with ``cat``, 1-d) tensors, one ``tolist`` per dtype."""
+    if len({t.dtype for t in tensors}) == 1:
+        return (torch.cat(tensors) if cat else torch.stack(tensors)).tolist()
+    return [v for t in tensors for v in (t.tolist() if cat else [t.item()])]
 
 
 def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,110 @@
+"""Overhead of :class:`gradflowkit.monitor.Monitor` on a training step (lesson 16, issue 5).
+
+Median time of one training step (zero_grad, forward, loss, backward, SGD step) WITH the
+monitor divided by the median WITHOUT it, measured interleaved in one run: chunks of steps
+with and without the monitor alternate on the same model and optimizer, so that a slow
+phase of the machine hits both sides. One thread (``torch.set_num_threads(1)``), as in the
+lessons. Two models: a 20-layer ReLU MLP (:class:`~gradflowkit.nets.DeepMLP`) and a small
+residual net with in-place ReLUs and ``out += x``
+(:class:`~gradflowkit.nets.InplaceResidualMLP`).
+
+Targets: ``every_step <= 1.10`` and ``every_10_steps <= 1.02`` (the max over the models).
+
+Run ``python benchmarks/monitor_overhead.py``: it prints JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from gradflowkit.monitor import Monitor  # noqa: E402
+from gradflowkit.nets import DeepMLP, InplaceResidualMLP  # noqa: E402
+
+BATCH = 64     # examples per step
+WIDTH = 128    # units per layer in both models
+CLASSES = 10   # outputs of the linear head
+MODELS = {
+    "mlp20": lambda: DeepMLP(depth=20, width=WIDTH, out_features=CLASSES),
+    "residual4": lambda: InplaceResidualMLP(width=WIDTH, depth=4, out_features=CLASSES),
+}
+TARGETS = {"every_step": 1.10, "every_10_steps": 1.02}
+
+
+def _ratio(make_model, every: int, repeats: int, steps: int, warmup: int) -> dict:
+    """Median step time with / without a Monitor(every=every), interleaved in chunks."""
+    torch.manual_seed(0)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(BATCH, WIDTH)
+    y = torch.randint(0, CLASSES, (BATCH,))
+
+    def train_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    mon = Monitor(model, optimizer=opt, every=every)
+    chunk = max(1, steps // repeats)
+    chunk += (-chunk) % every        # whole multiples of `every`: same share recorded
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(repeats + 1):
+        order = (False, True) if r % 2 == 0 else (True, False)
+        for monitored in order:
+            if monitored:
+                mon.attach()
+            try:
+                for _ in range(chunk):
+                    t0 = time.perf_counter()
+                    train_step()
+                    times[monitored].append(time.perf_counter() - t0)
+            finally:
+                if monitored:
+                    mon.detach()
+        if r == 0:                   # the first round is warm-up: discard it
+            times = {False: [], True: []}
+    del warmup
+    without, with_ = statistics.median(times[False]), statistics.median(times[True])
+    return {"ratio": with_ / without, "ms_without": 1e3 * without, "ms_with": 1e3 * with_,
+            "steps_each": len(times[True]), "records": len(mon.records)}
+
+
+def measure(repeats: int = 15, steps: int = 300, warmup: int = 0) -> dict:
+    """Overhead ratios of the monitor, per model and the max over the models.
+
+    Args:
+        repeats: number of with/without alternations per configuration (default 15).
+        steps: timed training steps per side and configuration (default 300), split into
+            ``repeats`` chunks; one more round of chunks is run first as warm-up.
+        warmup: unused, kept for the interface (the warm-up is the first round).
+
+    Returns:
+        ``{"every_step": max ratio, "every_10_steps": max ratio, "per_model": {model:
+        {"every_step": {...}, "every_10_steps": {...}}}, "targets": ..., "sizes": ...}``.
+    """
+    torch.set_num_threads(1)
+    per_model: dict[str, dict] = {}
+    for name, make in MODELS.items():
+        per_model[name] = {"every_step": _ratio(make, 1, repeats, steps, warmup),
+                           "every_10_steps": _ratio(make, 10, repeats, steps, warmup)}
+    result = {key: max(m[key]["ratio"] for m in per_model.values()) for key in TARGETS}
+    result["met"] = {key: result[key] <= target for key, target in TARGETS.items()}
+    result["targets"] = TARGETS
+    result["sizes"] = {"batch": BATCH, "width": WIDTH, "classes": CLASSES,
+                       "mlp20": "DeepMLP(depth=20, width=128, relu) + head",
+                       "residual4": "InplaceResidualMLP(width=128, depth=4) + head",
+                       "threads": torch.get_num_threads()}
+    result["per_model"] = per_model
+    return result
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(), indent=2))
