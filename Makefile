@@ -18,15 +18,20 @@ STAMP      := $(VENV)/.installed-$(DEPS_HASH)
 PIP_FILTER := { grep -v -E "^WARNING: Location '.*' is ignored" || true; }
 
 NOTEBOOKS_DIR := _build/notebooks
+# Notebooks executed at the same time by tools/execute.py and nbval (default: all CPUs).
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# Extra arguments for tools/execute.py (`make bench` passes --explorer-log) and bench.py.
+EXECUTE_ARGS ?=
+ARGS ?=
 # Extra arguments for `make lab` (Jupyter refuses to run as root without --allow-root).
 LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root,)
 JB_FLAGS      := -W -n --keep-going --all
 
-# Same hash seed for every execution (book build, nbval, determinism tests).
+# Same hash seed for every execution (tools/execute.py, the book build, nbval).
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv book test test-unit notebooks test-notebooks test-site test-binder \
-        test-determinism lab lock clean distclean
+.PHONY: help venv execute book test test-unit notebooks test-notebooks test-site test-binder \
+        bench lab lock clean distclean
 
 help: ## Show this list of targets
 	@echo "Gradient Flow — make targets (a fresh clone needs only Python 3.11 and make):"
@@ -43,31 +48,34 @@ $(STAMP):
 	$(BIN)/python -m pip install -r requirements.txt -c constraints.txt 2>&1 | $(PIP_FILTER)
 	touch $@
 
-book: $(STAMP) ## Execute every lesson and build the site in _build/html (fails on any error or warning)
+execute: $(STAMP) ## Execute the notebooks not yet cached, JOBS (= CPUs) at a time, into the book's cache
+	rm -rf $(NOTEBOOKS_DIR)
+	$(BIN)/python tools/execute.py --jobs $(JOBS) --export $(NOTEBOOKS_DIR) \
+	  --timings _build/execution.json $(EXECUTE_ARGS)
+
+book: execute ## Execute every lesson and build the site in _build/html (fails on any error or warning)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "Open _build/html/index.html"
 
-test: $(STAMP) ## Run all tests: unit, notebooks, book build, site (browser), Binder, determinism
+test: $(STAMP) ## Run all tests: unit, notebooks (run twice, outputs compared), book, site, Binder
 	$(MAKE) test-unit
 	$(MAKE) test-notebooks
 	$(MAKE) book
 	$(MAKE) test-site
 	$(MAKE) test-binder
-	$(MAKE) test-determinism
 	@echo "make test: all passed"
 
 test-unit: $(STAMP) ## Unit tests of the gradflowkit package (tests/unit)
 	$(BIN)/pytest tests/unit
 
-notebooks: $(STAMP) ## Convert lessons/*.md and book/intro.md to .ipynb under _build/notebooks/
-	rm -rf $(NOTEBOOKS_DIR)
-	for f in lessons/*.md book/intro.md; do \
-	  mkdir -p "$(NOTEBOOKS_DIR)/$$(dirname "$$f")"; \
-	  $(BIN)/jupytext --quiet --to ipynb --output "$(NOTEBOOKS_DIR)/$${f%.md}.ipynb" "$$f"; \
-	done
+notebooks: execute ## Write every lesson as an executed .ipynb under _build/notebooks/
 
-test-notebooks: notebooks ## Execute the generated notebooks with nbval (pytest --nbval-lax)
-	$(BIN)/pytest --nbval-lax --nbval-cell-timeout=120 -p no:cacheprovider $(NOTEBOOKS_DIR)
+# nbval runs each notebook again and compares every text output with the book's execution
+# (tests/notebooks/sanitize.cfg masks addresses): a cell error or a lesson that prints
+# something else on a second run fails. --dist loadfile keeps each notebook on one kernel.
+test-notebooks: execute ## Re-execute every notebook with nbval and compare outputs with the book's
+	$(BIN)/pytest --nbval --nbval-sanitize-with tests/notebooks/sanitize.cfg \
+	  --nbval-cell-timeout=120 -p no:cacheprovider -n $(JOBS) --dist loadfile $(NOTEBOOKS_DIR)
 
 test-site: $(STAMP) ## Browser tests of the built site (needs `make book` first and /usr/bin/chromium)
 	$(BIN)/pytest tests/site
@@ -75,8 +83,8 @@ test-site: $(STAMP) ## Browser tests of the built site (needs `make book` first 
 test-binder: $(STAMP) ## Check that repo2docker picks up binder/ (no Docker needed)
 	$(BIN)/pytest tests/binder
 
-test-determinism: $(STAMP) ## Execute every lesson twice and compare the text outputs
-	$(BIN)/pytest tests/determinism
+bench: $(STAMP) ## Time a cold and a cached book build, lessons, monitor; ARGS=--save records them
+	$(BIN)/python benchmarks/bench.py --jobs $(JOBS) $(ARGS)
 
 lab: $(STAMP) ## Start JupyterLab; lessons/*.md open as notebooks (jupytext)
 	$(BIN)/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,6 +20,11 @@ import matplotlib.pyplot as plt
 
 #: Largest number of frames an explorer may draw (each is a PNG embedded in the page).
 MAX_FRAMES = 60
+
+#: If this environment variable names a file, every explorer appends one JSON line
+#: ``{"frames": n, "seconds": s}`` to it. ``make bench`` sets it per notebook to measure how
+#: much of a lesson's execution time goes to drawing explorer frames.
+TIMING_LOG_ENV = "GRADFLOW_EXPLORER_LOG"
 
 
 def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
@@ -75,6 +82,10 @@ def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
     box = widgets.VBox([*controls, stack], layout=widgets.Layout(max_width=f"{width_px}px"))
     box.frame_count = n_frames
     box.draw_seconds = time.perf_counter() - began
+    log = os.environ.get(TIMING_LOG_ENV)
+    if log:
+        with open(log, "a", encoding="utf8") as f:
+            f.write(json.dumps({"frames": n_frames, "seconds": box.draw_seconds}) + "\n")
     return box
 
 

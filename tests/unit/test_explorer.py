@@ -219,3 +219,25 @@ def test_error_in_draw_propagates_and_closes_the_figure():
     with pytest.raises(RuntimeError, match="boom"):
         explorer(draw, {"a": [1, 2]}, **SMALL)
     assert plt.get_fignums() == []
+
+
+def test_timing_log_gets_one_line_per_explorer(monkeypatch, tmp_path):
+    import json
+
+    from gradflowkit.explorer import TIMING_LOG_ENV
+    log = tmp_path / "explorers.jsonl"
+    monkeypatch.setenv(TIMING_LOG_ENV, str(log))
+    first = explorer(Recorder(), {"a": [1, 2, 3]}, **SMALL)
+    second = explorer(Recorder(), {"a": [1, 2], "b": ["x", "y"]}, **SMALL)
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["frames"] for line in lines] == [3, 4]
+    assert [line["seconds"] for line in lines] == [first.draw_seconds, second.draw_seconds]
+    assert all(line["seconds"] > 0 for line in lines)
+
+
+def test_no_timing_log_without_the_variable(monkeypatch, tmp_path):
+    from gradflowkit.explorer import TIMING_LOG_ENV
+    monkeypatch.delenv(TIMING_LOG_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    explorer(Recorder(), {"a": [1]}, **SMALL)
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,129 @@
+"""Tests of the build tools: tools/execute.py (parallel execution into the book's cache) and
+benchmarks/bench.py (`make bench`). Oracles: _toc.yml itself, hand-made notebooks, and the
+recorded results file that README.md's table must match."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str, path: Path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+execute = _load("execute", ROOT / "tools" / "execute.py")
+bench = _load("bench", ROOT / "benchmarks" / "bench.py")
+
+MYST_HEADER = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+"""
+
+
+def test_toc_sources_are_the_toc_files_that_are_notebooks():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    listed = [toc["root"]] + [c["file"] for p in toc["parts"] for c in p["chapters"]]
+    sources = execute.toc_sources()
+    names = [str(p.relative_to(ROOT).with_suffix("")) for p in sources]
+    assert names == [n for n in listed if n in names]          # toc order kept
+    assert "book/intro" in names
+    assert all(n.startswith("lessons/") for n in names if n not in
+               ("book/intro", "book/performance"))
+    assert "book/glossary" not in names                       # plain Markdown page
+    lessons_in_toc = [n for n in listed if n.startswith("lessons/")]
+    assert [n for n in names if n.startswith("lessons/")] == lessons_in_toc
+
+
+def test_read_notebook_splits_code_cells_like_myst_nb(tmp_path):
+    md = tmp_path / "x.md"
+    md.write_text(MYST_HEADER + "# T\n\ntext\n\n```{code-cell} ipython3\n---\ntags: [hide-input]"
+                  "\n---\nx = 1\n```\n\nmore\n\n```{code-cell} ipython3\nprint(x)\n```\n")
+    nb = execute.read_notebook(md, execute.MdParserConfig())
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.source for c in code] == ["x = 1", "print(x)"]
+    assert code[0].metadata["tags"] == ["hide-input"]
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_stderr_outputs_finds_only_stderr():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="fine\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="UserWarning: bad\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("m"), cell]
+    found = execute.stderr_outputs(nb)
+    assert len(found) == 1 and "code cell 1" in found[0] and "UserWarning" in found[0]
+
+
+def test_explorer_log_variable_matches_the_package():
+    from gradflowkit.explorer import TIMING_LOG_ENV
+    assert execute.EXPLORER_LOG_ENV == TIMING_LOG_ENV
+
+
+def test_execute_rejects_zero_jobs(capsys):
+    with pytest.raises(SystemExit):
+        execute.main(["--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
+
+
+def test_import_only_notebook_keeps_exactly_the_imports(tmp_path):
+    md = tmp_path / "lesson.md"
+    md.write_text(MYST_HEADER + "```{code-cell} ipython3\nimport math\nfrom os import (\n"
+                  "    path,\n    sep,\n)\nx = math.pi\n```\n\n```{code-cell} ipython3\n"
+                  "import json as j\ndef f():\n    import re\n```\n")
+    floor = bench.import_only_notebook(md)
+    assert len(floor.cells) == 1
+    # Top-level imports only, in order; the import inside f() runs only if f is called.
+    assert floor.cells[0].source.splitlines() == ["import math", "from os import path, sep",
+                                                  "import json as j"]
+    assert floor.metadata["kernelspec"]["name"] == "python3"
+
+
+def _fake_results(**over) -> dict:
+    r = {"date": "2026-01-01 00:00 UTC", "commit": "abc1234", "jobs": 2,
+         "machine": {"cpus": 2, "cpu": "Test CPU"},
+         "lessons": {"lessons/01-a.md": 10.0, "lessons/02-b.md": 21.0},
+         "book_cold_s": 90.0, "floor_s": 30.0, "book_cold_over_floor": 3.0,
+         "book_cached_s": 19.0,
+         "monitor_overhead": {"every_step": 1.2, "every_10_steps": 1.01}}
+    r.update(over)
+    return r
+
+
+def test_verdicts_compare_with_the_targets():
+    rows = {q: (m, ok) for q, m, _, ok in bench.verdicts(_fake_results())}
+    assert rows["book_cold_s / floor_s"] == ("90.0 / 30.0 = 3.00", True)   # boundary: ≤ 3
+    assert rows["book_cached_s"] == ("19.0", True)
+    assert rows["slowest notebook (s)"] == ("21.0 (02-b)", False)
+    assert rows["monitor, every step"][1] is False
+    assert rows["monitor, every 10 steps"][1] is True
+    table = bench.markdown_table(_fake_results())
+    assert table.count("**no**") == 2 and "on 2 CPUs (Test CPU)" in table
+
+
+def test_readme_table_is_the_recorded_results():
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(bench.README_START) + len(bench.README_START):
+                   readme.index(bench.README_END)]
+    assert block.strip() == bench.markdown_table(results).strip()

@@ -1,0 +1,175 @@
+"""Execute the book's notebooks in parallel into the jupyter-cache that `jupyter-book build` reads.
+
+    python tools/execute.py [--jobs N] [--export DIR] [--timings FILE] [--force]
+
+Jupyter Book 1 (MyST-NB, `execute_notebooks: cache`) executes notebooks one after another.
+This script does the same work two (or N) at a time and stores each result in the same cache,
+under the same key, so that the book build afterwards finds every notebook cached and only
+renders. The key is jupyter-cache's hash of the code cells and the kernelspec; the notebook is
+read with MyST-NB's own reader and executed with the function MyST-NB itself calls
+(`jupyter_cache.executors.utils.single_nb_execution`, cwd = the notebook's folder), so a cached
+result is exactly what the book build would have produced.
+
+It fails (exit status 1) like the book build would: on any cell error and on any output to
+stderr (the book treats stderr output as a warning, and warnings fail the build).
+
+`--export DIR` writes every executed notebook, outputs included, to DIR/<path>.ipynb: nbval
+then re-executes those files and compares its outputs with the book's (`make test-notebooks`).
+`--timings FILE` writes {source: {"seconds": s, "cached": bool}} as JSON (`make bench`).
+`--explorer-log DIR` makes each explorer of a notebook append its frame count and drawing time
+to DIR/<notebook name>.jsonl (`gradflowkit.explorer.TIMING_LOG_ENV`; `make bench`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import nbformat
+import yaml
+from jupyter_cache import get_cache
+from jupyter_cache.base import CacheBundleIn
+from jupyter_cache.executors.utils import single_nb_execution
+from myst_nb.core.read import read_myst_markdown_notebook
+from myst_parser.config.main import MdParserConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPLORER_LOG_ENV = "GRADFLOW_EXPLORER_LOG"  # = gradflowkit.explorer.TIMING_LOG_ENV
+
+
+def book_config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
+
+
+def toc_sources() -> list[Path]:
+    """The .md files listed in _toc.yml that are notebooks (they have jupytext front matter)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf8"))
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [chapter["file"] for chapter in part.get("chapters", [])]
+    sources = [ROOT / f"{name}.md" for name in files]
+    return [p for p in sources if p.exists() and "\njupytext:" in p.read_text(encoding="utf8")]
+
+
+def read_notebook(path: Path, md_config: MdParserConfig) -> nbformat.NotebookNode:
+    """Read a MyST Markdown notebook exactly as MyST-NB's reader does in the book build."""
+    return read_myst_markdown_notebook(
+        path.read_text(encoding="utf8"), config=md_config, add_source_map=True, path=str(path)
+    )
+
+
+def _execute(job: tuple[str, str, int, str | None]) -> tuple[str, str, float, str | None]:
+    """Run in a worker process: execute one notebook, return it as JSON with its run time."""
+    path, text, timeout, explorer_log = job
+    nb = nbformat.reads(text, as_version=4)
+    # Both are inherited by the kernel, which this worker process starts.
+    os.environ["PYTHONHASHSEED"] = "0"  # as in `make book`
+    if explorer_log:
+        os.environ[EXPLORER_LOG_ENV] = explorer_log
+    result = single_nb_execution(
+        nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False, meta_override=True
+    )
+    return path, nbformat.writes(nb), result.time, result.exc_string
+
+
+def stderr_outputs(nb: nbformat.NotebookNode) -> list[str]:
+    """Text a notebook's cells wrote to stderr (the book build fails on any of it)."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream" and output.get("name") == "stderr":
+                found.append(f"code cell {index}: {output.get('text', '')[:500]}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="notebooks executed at the same time (default: number of CPUs)")
+    parser.add_argument("--export", type=Path, help="write executed notebooks under this folder")
+    parser.add_argument("--timings", type=Path, help="write execution times as JSON")
+    parser.add_argument("--explorer-log", type=Path,
+                        help="folder for per-notebook explorer drawing times (JSON lines)")
+    parser.add_argument("--force", action="store_true",
+                        help="execute even notebooks that the cache already holds")
+    parser.add_argument("sources", nargs="*", type=Path,
+                        help="notebooks to execute (default: every notebook in _toc.yml)")
+    args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+
+    config = book_config()
+    md_config = MdParserConfig(
+        enable_extensions=set(config.get("parse", {}).get("myst_enable_extensions", []))
+    )
+    timeout = int(config["execute"]["timeout"])
+    cache = get_cache(str(ROOT / config["execute"]["cache"]))
+    sources = [p.resolve() for p in args.sources] or toc_sources()
+
+    notebooks, todo, timings = {}, [], {}
+    for path in sources:
+        nb = read_notebook(path, md_config)
+        record = None
+        if not args.force:
+            try:
+                record = cache.match_cache_notebook(nb)
+            except KeyError:
+                pass
+        if record is None:
+            log = None
+            if args.explorer_log:
+                args.explorer_log.mkdir(parents=True, exist_ok=True)
+                log = str((args.explorer_log / f"{path.stem}.jsonl").resolve())
+            todo.append((str(path), nbformat.writes(nb), timeout, log))
+        else:
+            _, notebooks[path] = cache.merge_match_into_notebook(nb)
+            timings[path] = {"seconds": record.data.get("execution_seconds"), "cached": True}
+
+    print(f"{len(sources) - len(todo)} notebooks cached, {len(todo)} to execute "
+          f"({min(args.jobs, max(len(todo), 1))} at a time)", flush=True)
+    failed = []
+    start = time.perf_counter()
+    # Longest-running notebooks are not known in advance; source order is good enough with 2
+    # workers because no single lesson dominates (each one is budgeted under 20 s).
+    with ProcessPoolExecutor(max_workers=min(args.jobs, max(len(todo), 1))) as pool:
+        for path, text, seconds, error in pool.map(_execute, todo):
+            path = Path(path)
+            nb = nbformat.reads(text, as_version=4)
+            name = path.relative_to(ROOT)
+            problems = [error] if error else stderr_outputs(nb)
+            if problems:
+                failed.append(name)
+                print(f"FAILED {name} ({seconds:.1f} s):\n" + "\n".join(problems), flush=True)
+                continue
+            cache.cache_notebook_bundle(
+                CacheBundleIn(nb, str(path), data={"execution_seconds": seconds}),
+                check_validity=False, overwrite=True,
+            )
+            notebooks[path] = nb
+            timings[path] = {"seconds": seconds, "cached": False}
+            print(f"executed {name} in {seconds:.1f} s", flush=True)
+    if todo:
+        print(f"wall time {time.perf_counter() - start:.1f} s", flush=True)
+
+    if args.export:
+        for path, nb in notebooks.items():
+            out = args.export / path.relative_to(ROOT).with_suffix(".ipynb")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, out)
+    if args.timings:
+        args.timings.parent.mkdir(parents=True, exist_ok=True)
+        args.timings.write_text(json.dumps(
+            {str(p.relative_to(ROOT)): t for p, t in sorted(timings.items())}, indent=2) + "\n")
+    if failed:
+        print(f"{len(failed)} notebook(s) failed: {', '.join(map(str, failed))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
