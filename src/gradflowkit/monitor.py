@@ -273,21 +273,24 @@ class Monitor:
         n = t.numel()
         if n == 0:
             return
-        # Sum and sum of squares in float64: var = E[x²] - E[x]² then loses ~1e-16 E[x²],
-        # negligible also when |mean| >> std (a saturated sigmoid). Several times faster
-        # on a CPU than torch.var_mean.
-        d = t.to(torch.float64).reshape(-1)
-        total = d.sum()
-        sum_sq = torch.dot(d, d)
+        if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
+            t = t.float()
+        # Two passes, mean then the centred sum of squares: accurate also when
+        # |mean| >> std (a saturated sigmoid), and several times faster on a CPU than
+        # torch.var_mean.
+        mean = t.mean()
+        centred = (t - mean).reshape(-1)
+        sum_sq = torch.dot(centred, centred)
+        # Counts in float64: exact, and one dtype for all modules (one tolist at the step).
         if kind == _RELU:     # outputs >= 0: sign() is 1 for the unsaturated, 0 for zeros
-            saturated = t.sign().sum()
+            saturated = t.sign().sum(dtype=torch.float64)
         elif kind == _SIGMOID:
-            saturated = torch.logical_or(t < 0.01, t > 0.99).sum()
+            saturated = torch.logical_or(t < 0.01, t > 0.99).sum(dtype=torch.float64)
         elif kind == _TANH:
-            saturated = (t.abs() > 0.99).sum()
+            saturated = (t.abs() > 0.99).sum(dtype=torch.float64)
         else:
-            saturated = (t <= 0).sum()
-        self._acts.append((name, total, sum_sq, saturated, n, kind == _RELU))
+            saturated = (t <= 0).sum(dtype=torch.float64)
+        self._acts.append((name, mean, sum_sq, saturated, n, kind == _RELU))
         if self.histogram_bins is not None:
             values = t.to(torch.float64).flatten().numpy(force=True)
             self._act_hist[name] = _histogram(values[np.isfinite(values)], self.histogram_bins)
@@ -299,12 +302,12 @@ class Monitor:
         norms: list[float] = []
         bad = None
         if grads:
-            if self._recording:     # float64: no under- or overflow of float32 squares
-                norms = torch.stack(torch._foreach_norm([g for _, g in grads], 2,
-                                                        dtype=torch.float64)).tolist()
+            tensors = [g for _, g in grads]
+            if self._recording:
+                norms = _grad_norms(tensors)
                 finite = all(math.isfinite(v) for v in norms)
             else:                   # one fused norm, one sum, one isfinite
-                total = torch.stack(torch._foreach_norm([g for _, g in grads])).sum()
+                total = torch.stack(torch._foreach_norm(tensors)).sum()
                 finite = math.isfinite(total.item())
             if not finite:
                 bad = self._first_nonfinite()   # None if only a float32 norm overflowed
@@ -368,10 +371,9 @@ class Monitor:
         saturated = _floats([a[3] for a in self._acts])
         k = len(self._acts)
         stats = {}
-        for (name, _, _, _, n, complement), s, q, c in zip(self._acts, totals[:k],
-                                                           totals[k:], saturated):
-            mean = s / n
-            stats[name] = {"mean": mean, "std": math.sqrt(max(q / n - mean * mean, 0.0)),
+        for (name, _, _, _, n, complement), mean, q, c in zip(self._acts, totals[:k],
+                                                              totals[k:], saturated):
+            stats[name] = {"mean": mean, "std": math.sqrt(max(q, 0.0) / n),
                            "saturation": (n - c) / n if complement else c / n}
         return stats
 
@@ -477,6 +479,11 @@ def _floats(tensors: list[torch.Tensor], cat: bool = False) -> list[float]:
     if len({t.dtype for t in tensors}) == 1:
         return (torch.cat(tensors) if cat else torch.stack(tensors)).tolist()
     return [v for t in tensors for v in (t.tolist() if cat else [t.item()])]
+
+
+def _grad_norms(grads: list[torch.Tensor]) -> list[float]:
+    """Frobenius norms computed in float64: finite float32 gradients never overflow."""
+    return torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64)).tolist()
 
 
 def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
