@@ -10,11 +10,20 @@ residual net with in-place ReLUs and ``out += x``
 
 Targets: ``every_step <= 1.10`` and ``every_10_steps <= 1.02`` (the max over the models).
 
-Run ``python benchmarks/monitor_overhead.py``: it prints JSON.
+Run ``python benchmarks/monitor_overhead.py [--batch 64] [--steps 300] [--repeats 15]``: it
+prints JSON (about 15 s at the defaults on one core).
+
+What costs what (width 128, one core): every optimizer step, the non-finite check reads
+every gradient once (one fused norm, ~0.2 ms for the MLP's 0.33 M parameters, as the
+gradients are no longer in cache after the backward pass); a recorded step adds a few
+element-wise passes over each watched activation (~20-40 µs per 64×128 output, growing with
+the batch as the forward pass does) and over the parameters (update ratio). The check and
+the update ratio do not grow with the batch, so the ratios fall as the batch grows.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -107,4 +116,9 @@ def measure(repeats: int = 15, steps: int = 300, batch: int = BATCH) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(), indent=2))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15, help="alternations (default 15)")
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per side")
+    parser.add_argument("--batch", type=int, default=BATCH, help="examples per step (64)")
+    args = parser.parse_args()
+    print(json.dumps(measure(args.repeats, args.steps, args.batch), indent=2))
