@@ -75,9 +75,15 @@ class Monitor:
     "activation": {module: {"mean", "std", "saturation"}}, "update_ratio": {param: float}}``
     plus, with ``histogram_bins``, ``"grad_hist"`` and ``"act_hist"``: ``{name: (counts,
     edges)}`` of ``log10|grad|`` (zero entries left out) and of the activation values.
-    The standard deviations divide by the number of entries ``N`` (not ``N - 1``). The
-    update ratio skips parameters with fewer than 2 entries, with ``std(p_before) = 0``
-    (e.g. zero-initialized) or that did not change (``std(update) = 0``).
+    The standard deviations divide by the number of entries ``N`` (not ``N - 1``); NaN
+    outputs make a module's statistics NaN. The update ratio skips parameters with fewer
+    than 2 entries, with ``std(p_before) = 0`` (e.g. zero-initialized) or that did not
+    change (``std(update) = 0``). A step stopped by :class:`NonFiniteGradientError` leaves
+    no record: the records end with the last step before the alarm.
+
+    Cost: the module hooks are registered only for the forward passes before recorded
+    steps, so the other steps pay just the non-finite check (one fused norm over the
+    gradients). ``benchmarks/monitor_overhead.py`` measures the overhead.
 
     Args:
         model: the network to watch; it must have parameters.
@@ -233,8 +239,8 @@ class Monitor:
         """Store the loss of the step about to be taken in its record (if it is recorded).
 
         Args:
-            loss: the loss, a float or a one-element tensor; call between ``backward()``
-                and ``optimizer.step()`` (or :meth:`step`).
+            loss: the loss, a float or a one-element tensor (detached here); call it
+                before ``optimizer.step()`` (or :meth:`step`), e.g. ``mon.log(loss)``.
         """
         if isinstance(loss, torch.Tensor):
             loss = loss.detach()

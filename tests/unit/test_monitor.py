@@ -600,3 +600,29 @@ def test_inplace_residual_backward_with_monitor_runs_with_deep_mlp_too(float32):
         opt.step()
     assert set(mon.records[0]["activation"]) == {f"blocks.{i}.act" for i in range(4)}
     assert len(mon.records[0]["grad_norm"]) == len(list(model.parameters()))
+
+
+def test_module_hooks_only_before_recorded_steps():
+    model = _identity_net(nn.ReLU())
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    hooked = []
+    with Monitor(model, optimizer=opt, every=3) as mon:
+        for _ in range(7):
+            hooked.append(bool(model[1]._forward_hooks))
+            model(torch.ones(1, 2)).sum().backward()
+            opt.step()
+    assert hooked == [True, False, False, True, False, False, True]
+    assert [r["step"] for r in mon.records] == [0, 3, 6]
+    assert all(r["activation"]["1"]["mean"] == 1.0 for r in mon.records)
+
+
+def test_loss_tensor_is_detached_and_only_kept_for_its_step():
+    model = nn.Linear(1, 1)
+    with Monitor(model, every=2) as mon:
+        for s in range(4):
+            loss = model(torch.ones(1, 1)).sum() * 0 + s
+            loss.backward()
+            if s != 2:
+                mon.log(loss)
+            mon.step()
+    assert [r["loss"] for r in mon.records] == [0.0, None]
