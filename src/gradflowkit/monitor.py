@@ -276,27 +276,17 @@ class Monitor:
         if calls:
             name = f"{name}#{calls}"
         t = output.detach()
-        n = t.numel()
-        if n == 0:
+        if t.numel() == 0:
             return
         if not t.is_floating_point() or t.dtype in (torch.float16, torch.bfloat16):
-            t = t.float()
-        # Two passes, mean then the centred sum of squares: accurate also when
-        # |mean| >> std (a saturated sigmoid), and several times faster on a CPU than
-        # torch.var_mean.
-        mean = t.mean()
-        centred = (t - mean).reshape(-1)
-        sum_sq = torch.dot(centred, centred)
-        # Counts in float64: exact, and one dtype for all modules (one tolist at the step).
-        if kind == _RELU:     # outputs >= 0: sign() is 1 for the unsaturated, 0 for zeros
-            saturated = t.sign().sum(dtype=torch.float64)
-        elif kind == _SIGMOID:
-            saturated = torch.logical_or(t < 0.01, t > 0.99).sum(dtype=torch.float64)
-        elif kind == _TANH:
-            saturated = (t.abs() > 0.99).sum(dtype=torch.float64)
+            t = t.float()             # a new tensor already
         else:
-            saturated = (t <= 0).sum(dtype=torch.float64)
-        self._acts.append((name, mean, sum_sq, saturated, n, kind == _RELU))
+            t = t.clone()
+        # A copy, because a later in-place operation (`x.mul_(2)`, an in-place ReLU of the
+        # next layer) may change the output; the statistics of all modules are computed
+        # together at the step (see _activation_stats): one copy here costs less than the
+        # handful of small reductions per module it replaces.
+        self._acts.append((name, kind, t))
         if self.histogram_bins is not None:
             values = t.to(torch.float64).flatten().numpy(force=True)
             self._act_hist[name] = _histogram(values[np.isfinite(values)], self.histogram_bins)
@@ -309,12 +299,12 @@ class Monitor:
         bad = None
         if grads:
             tensors = [g for _, g in grads]
+            fused = torch.stack(torch._foreach_norm(tensors))  # in the gradients' dtype
             if self._recording:
-                norms = _grad_norms(tensors)
+                norms = _grad_norms(tensors, fused)
                 finite = all(math.isfinite(v) for v in norms)
             else:                   # one fused norm, one sum, one isfinite
-                total = torch.stack(torch._foreach_norm(tensors)).sum()
-                finite = math.isfinite(total.item())
+                finite = math.isfinite(fused.sum().item())
             if not finite:
                 bad = self._first_nonfinite()   # None if only a float32 norm overflowed
         if bad is not None:
@@ -371,17 +361,44 @@ class Monitor:
         return None
 
     def _activation_stats(self) -> dict[str, dict[str, float]]:
+        """Mean, std and saturated share of every recorded output, batched by shape and kind.
+
+        Two passes, mean then the centred sum of squares: accurate also when |mean| >> std
+        (a saturated sigmoid). Outputs of one shape, dtype and kind are stacked, so a deep
+        net's 20 activations cost a few reductions, not a few each.
+        """
         if not self._acts:
             return {}
-        totals = _floats([a[1] for a in self._acts] + [a[2] for a in self._acts])
-        saturated = _floats([a[3] for a in self._acts])
-        k = len(self._acts)
-        stats = {}
-        for (name, _, _, _, n, complement), mean, q, c in zip(self._acts, totals[:k],
-                                                              totals[k:], saturated):
-            stats[name] = {"mean": mean, "std": math.sqrt(max(q, 0.0) / n),
-                           "saturation": (n - c) / n if complement else c / n}
-        return stats
+        groups: dict[tuple, list[int]] = {}
+        for i, (_, kind, t) in enumerate(self._acts):
+            groups.setdefault((tuple(t.shape), t.dtype, kind), []).append(i)
+        stats: dict[str, dict[str, float]] = {}
+        results: list[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, bool]] = []
+        for (_, _, kind), index in groups.items():
+            x = torch.stack([self._acts[i][2] for i in index]).reshape(len(index), -1)
+            mean = x.mean(dim=1)
+            centred = x - mean[:, None]
+            sum_sq = (centred * centred).sum(dim=1)
+            # Counts are exact: integer sums, or float sums of 0/1 below 2**24 entries. For a
+            # ReLU (outputs >= 0) sign() is 1 where the unit is active, so the saturated
+            # share is the complement; it is the cheapest of these counts.
+            if kind == _RELU:
+                count = x.sign().sum(dim=1, dtype=torch.float32 if x.shape[1] < 2**24
+                                     else torch.float64)
+            elif kind == _SIGMOID:
+                count = torch.logical_or(x < 0.01, x > 0.99).sum(dim=1)
+            elif kind == _TANH:
+                count = (x.abs() > 0.99).sum(dim=1)
+            else:
+                count = (x <= 0).sum(dim=1)
+            results.append((index, mean, sum_sq, count, kind == _RELU))
+        for index, mean, sum_sq, count, complement in results:
+            n = self._acts[index[0]][2].numel()
+            for i, m, q, c in zip(index, mean.tolist(), sum_sq.tolist(), count.tolist()):
+                stats[self._acts[i][0]] = {"mean": m, "std": math.sqrt(max(q, 0.0) / n),
+                                           "saturation": (n - c) / n if complement else c / n}
+        # In the order the modules ran, as before.
+        return {name: stats[name] for name, _, _ in self._acts}
 
     def _update_ratios(self) -> dict[str, float]:
         update_norms = self._buffers.update_norms()
@@ -487,9 +504,20 @@ def _floats(tensors: list[torch.Tensor], cat: bool = False) -> list[float]:
     return [v for t in tensors for v in (t.tolist() if cat else [t.item()])]
 
 
-def _grad_norms(grads: list[torch.Tensor]) -> list[float]:
-    """Frobenius norms computed in float64: finite float32 gradients never overflow."""
-    return torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64)).tolist()
+#: Outside this range a float32 norm may have lost accuracy (squares under- or overflow).
+_SAFE_NORM_RANGE = (1e-15, 1e15)
+
+
+def _grad_norms(grads: list[torch.Tensor], fused: torch.Tensor) -> list[float]:
+    """Frobenius norms: the fused norms ``fused`` in the gradients' own dtype, redone in
+    float64 for any outside :data:`_SAFE_NORM_RANGE` (tiny, huge, or overflowed to inf),
+    so that finite float32 gradients never report an overflowed or underflowed norm."""
+    norms = fused.tolist()
+    low, high = _SAFE_NORM_RANGE
+    for i, v in enumerate(norms):
+        if not low <= v <= high and grads[i].dtype != torch.float64:
+            norms[i] = float(torch.linalg.vector_norm(grads[i], dtype=torch.float64))
+    return norms
 
 
 def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
