@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -50,6 +51,7 @@ RESULTS = ROOT / "benchmarks" / "results.json"
 README = ROOT / "README.md"
 README_START = "<!-- bench:start (written by `make bench ARGS=--save`) -->"
 README_END = "<!-- bench:end -->"
+DEPS_FILES = ("requirements.txt", "constraints.txt", "pyproject.toml")  # as in the Makefile
 TARGETS = {"book_cold_over_floor": 3.0, "book_cached_s": 20.0, "lesson_s": 20.0,
            "monitor_every_step": 1.10, "monitor_every_10_steps": 1.02}
 
@@ -65,6 +67,19 @@ def copy_tree(dest: Path) -> None:
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+
+
+def check_environment_is_current() -> None:
+    """Stop unless this environment holds the pins of the working tree.
+
+    `make -C <copy> book` must find the install stamp; otherwise it would run pip in the copy,
+    whose `-e .` would point the shared environment's gradflowkit at the copy.
+    """
+    digest = hashlib.sha256(b"".join((ROOT / f).read_bytes() for f in DEPS_FILES)).hexdigest()
+    stamp = Path(sys.prefix) / f".installed-{digest[:16]}"
+    if not stamp.exists():
+        sys.exit(f"{Path(sys.prefix)} is not installed from the current {', '.join(DEPS_FILES)} "
+                 f"(no {stamp.name}); run `make venv` first, then `make bench`.")
 
 
 def make_book(tree: Path, jobs: int, explorer_log: Path | None = None) -> float:
@@ -145,6 +160,7 @@ def machine() -> dict:
 
 
 def run(jobs: int) -> dict:
+    check_environment_is_current()
     tree = BENCH_DIR / "tree"
     print(f"copying the working tree to {tree.relative_to(ROOT)}", flush=True)
     copy_tree(tree)
