@@ -160,6 +160,7 @@ class Monitor:
         self._pending: dict[str, Any] | None = None
         self._buffers: _RatioBuffers | None = None
         self._data_norms: list[float] | None = None
+        self._scratch = _Scratch()  # reused work buffers for the activation statistics
 
     # -- attaching -------------------------------------------------------------------
 
@@ -374,23 +375,34 @@ class Monitor:
             groups.setdefault((tuple(t.shape), t.dtype, kind), []).append(i)
         stats: dict[str, dict[str, float]] = {}
         results: list[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, bool]] = []
-        for (_, _, kind), index in groups.items():
-            x = torch.stack([self._acts[i][2] for i in index]).reshape(len(index), -1)
+        scratch = self._scratch
+        for (shape, dtype, kind), index in groups.items():
+            # Work buffers kept between steps: a fresh tensor of this size would be a fresh
+            # memory mapping, and its page faults cost more than the arithmetic.
+            x = scratch.get("x", (len(index), *shape), dtype)
+            torch.stack([self._acts[i][2] for i in index], out=x)
+            x = x.view(len(index), -1)
+            work = scratch.get("work", tuple(x.shape), dtype)
             mean = x.mean(dim=1)
-            centred = x - mean[:, None]
-            sum_sq = (centred * centred).sum(dim=1)
-            # Counts are exact: integer sums, or float sums of 0/1 below 2**24 entries. For a
-            # ReLU (outputs >= 0) sign() is 1 where the unit is active, so the saturated
-            # share is the complement; it is the cheapest of these counts.
+            torch.sub(x, mean[:, None], out=work)
+            torch.mul(work, work, out=work)
+            sum_sq = work.sum(dim=1)
+            # Counts are exact: float sums of 0/1 below 2**24 entries per row (else float64).
+            # For a ReLU (outputs >= 0) sign() is 1 where the unit is active, so the
+            # saturated share is the complement; it is the cheapest of these counts.
             if kind == _RELU:
-                count = x.sign().sum(dim=1, dtype=torch.float32 if x.shape[1] < 2**24
-                                     else torch.float64)
-            elif kind == _SIGMOID:
-                count = torch.logical_or(x < 0.01, x > 0.99).sum(dim=1)
-            elif kind == _TANH:
-                count = (x.abs() > 0.99).sum(dim=1)
+                torch.sign(x, out=work)
             else:
-                count = (x <= 0).sum(dim=1)
+                flags = scratch.get("flags", tuple(x.shape), torch.bool)
+                if kind == _SIGMOID:
+                    torch.logical_or(x < 0.01, x > 0.99, out=flags)
+                elif kind == _TANH:
+                    torch.gt(x.abs(), 0.99, out=flags)
+                else:
+                    torch.le(x, 0, out=flags)
+                work.copy_(flags)
+            count = work.sum(dim=1, dtype=torch.float32 if x.shape[1] < 2**24
+                             else torch.float64)
             results.append((index, mean, sum_sq, count, kind == _RELU))
         for index, mean, sum_sq, count, complement in results:
             n = self._acts[index[0]][2].numel()
@@ -431,10 +443,13 @@ class _RatioBuffers:
                 self.views[i] = buffer[row].view(params[i].shape)
             self.groups.append((index, buffer))
         self.order = [i for index, _ in self.groups for i in index]
+        self.work = [torch.empty_like(b) for _, b in self.groups]
 
     def _centred_norms(self) -> list[float]:
-        norms = [torch.linalg.vector_norm(b - b.mean(dim=1, keepdim=True), dim=1)
-                 for _, b in self.groups]
+        norms = []
+        for (_, b), work in zip(self.groups, self.work):
+            torch.sub(b, b.mean(dim=1, keepdim=True), out=work)  # no new allocation
+            norms.append(torch.linalg.vector_norm(work, dim=1))
         flat = _floats(norms, cat=True)
         result = [0.0] * len(self.params)
         for position, i in enumerate(self.order):
@@ -450,6 +465,19 @@ class _RatioBuffers:
         """After the step: ``‖u - mean u‖`` of each update ``u = p_before - p_after``."""
         torch._foreach_sub_(self.views, self.params)
         return self._centred_norms()
+
+
+class _Scratch:
+    """Work tensors reused from step to step, one per (role, shape, dtype)."""
+
+    def __init__(self):
+        self._tensors: dict[tuple, torch.Tensor] = {}
+
+    def get(self, role: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        key = (role, shape, dtype)
+        if key not in self._tensors:
+            self._tensors[key] = torch.empty(shape, dtype=dtype)
+        return self._tensors[key]
 
 
 def records_matrix(records: Sequence[dict[str, Any]], kind: str, stat: str | None = None):
