@@ -12,6 +12,8 @@
   1.4 can neither format (``{glue:text}`x:.2f``` warns) nor show plainly (``{glue:text}`x```
   prints ``np.float64(0.25)``). The text is unwrapped to ``0.25`` before formatting. Gluing a
   plain ``float(x)`` in the lesson needs no help.
+- Speed: pybtex plugin lookups are cached (see ``_cache_pybtex_entry_points``); the cached
+  book build went from 20 s to 16 s.
 """
 
 from __future__ import annotations
@@ -72,8 +74,38 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     scripts[:] = unique
 
 
+def _cache_pybtex_entry_points() -> None:
+    """Look each pybtex plugin up once per build instead of once per citation.
+
+    sphinxcontrib-bibtex builds a new pybtex style for every ``{footcite}`` role, and each
+    build finds its plugins by scanning the installed packages' entry points (~20 ms a
+    lookup, ~4 s of the book's build). The entry-point result depends only on the
+    arguments, so it is cached; plugins registered at run time (``register_plugin``) are
+    still looked up the original way, every time.
+    """
+    import pybtex.plugin as plugin
+
+    original = plugin._load_entry_point
+    if getattr(original, "gradflow_cached", False):
+        return
+    cache: dict[tuple, type] = {}
+
+    def load_entry_point(group, name, use_aliases=False):
+        groups = [group, group + ".aliases"] if use_aliases else [group]
+        if any(plugin._RUNTIME_PLUGINS.get(g, {}).get(name) is not None for g in groups):
+            return original(group, name, use_aliases)
+        key = (group, name, use_aliases)
+        if key not in cache:
+            cache[key] = original(group, name, use_aliases)
+        return cache[key]
+
+    load_entry_point.gradflow_cached = True
+    plugin._load_entry_point = load_entry_point
+
+
 def setup(app):
     _patch_glue_formatting()
+    _cache_pybtex_entry_points()
     # Sphinx logs docutils reporter messages (which myst-parser uses) through this logger.
     for name in ("sphinx.sphinx.util.docutils", "sphinx.myst_parser"):
         logger = logging.getLogger(name)
