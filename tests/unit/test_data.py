@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradflowkit.data import Split, load_digits
+from gradflowkit.data import Split, _digits_arrays, load_digits
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
 
@@ -111,3 +111,29 @@ def test_different_seeds_give_different_splits(split):
 def test_bad_arguments(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
         load_digits(**kwargs)
+
+
+def test_digits_are_read_without_importing_sklearn_and_equal_sklearns():
+    import subprocess
+    import sys
+    code = ("import sys; from gradflowkit.data import _digits_arrays; d, t = _digits_arrays();"
+            "print('sklearn' in sys.modules, d.shape, t.shape)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split(maxsplit=1)
+    assert out[0] == "False"                      # the whole point: no sklearn import
+    from sklearn.datasets import load_digits as sk_load_digits
+    oracle = sk_load_digits()
+    data, target = _digits_arrays()
+    assert np.array_equal(data, oracle.data) and data.dtype == oracle.data.dtype
+    assert np.array_equal(target, oracle.target)
+
+
+def test_digits_without_sklearn_says_how_to_fix(monkeypatch):
+    import importlib.util
+    _digits_arrays.cache_clear()
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    try:
+        with pytest.raises(ImportError, match="pip install scikit-learn"):
+            load_digits()
+    finally:
+        _digits_arrays.cache_clear()
