@@ -35,7 +35,9 @@ def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
     Args:
         draw: called as ``draw(axes, **{slider name: value})``; ``axes`` is one Axes, or an
             array of them when ``nrows * ncols > 1``. It must not call ``plt.show()``. Fix
-            the axis limits inside ``draw`` so that frames can be compared.
+            the axis limits inside ``draw`` so that frames can be compared. The first
+            frame's layout is reused by the others; a frame that makes a different number
+            of axes is drawn a second time, laid out on its own.
         sliders: one or two ``{name: values}`` entries, in slider order. A value may be a
             ``(label, value)`` pair to show ``label`` on the slider.
         initial: ``{name: value}`` shown first (default: each slider's first value).
@@ -65,8 +67,11 @@ def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
     width_px = int(figsize[0] * dpi)
     began = time.perf_counter()
 
+    layout: list[Any] = []  # the first frame's axes positions, reused by the others
+
     def frame(values: Sequence[Any]) -> widgets.Image:
-        return _render(draw, dict(zip(names, values)), nrows, ncols, figsize, dpi, width_px)
+        return _render(draw, dict(zip(names, values)), nrows, ncols, figsize, dpi, width_px,
+                       layout)
 
     if len(names) == 1:
         (name,) = names
@@ -122,12 +127,30 @@ def _initial_indices(names, options, initial) -> list[int]:
     return indices
 
 
-def _render(draw, values, nrows, ncols, figsize, dpi, width_px) -> widgets.Image:
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, layout="constrained")
+def _render(draw, values, nrows, ncols, figsize, dpi, width_px, layout) -> widgets.Image:
+    """Draw one frame as a PNG image widget.
+
+    The first frame is laid out by matplotlib's constrained layout, and its axes positions
+    are stored in ``layout``. Later frames reuse those positions instead of solving the
+    layout again, which halves the drawing time and keeps the axes still while a slider
+    moves. A frame whose ``draw`` makes a different number of axes (a colour bar only
+    sometimes, say) is laid out on its own.
+    """
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize,
+                             layout=None if layout else "constrained")
     try:
         draw(axes, **values)
+        if layout and len(fig.axes) == len(layout):
+            for ax, position in zip(fig.axes, layout):
+                ax.set_position(position)
+        elif layout:  # draw it again, laid out on its own (axes made without a layout
+            plt.close(fig)  # engine cannot be handed to one afterwards)
+            fig, axes = plt.subplots(nrows, ncols, figsize=figsize, layout="constrained")
+            draw(axes, **values)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi)
+        if not layout:
+            layout.extend(ax.get_position() for ax in fig.axes)
     finally:
         plt.close(fig)  # drawn frames are not shown as separate outputs
     return widgets.Image(value=buffer.getvalue(), format="png",

@@ -241,3 +241,32 @@ def test_no_timing_log_without_the_variable(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     explorer(Recorder(), {"a": [1]}, **SMALL)
     assert list(tmp_path.iterdir()) == []
+
+
+def _frames(box):
+    stack = box.children[-1]
+    return [child.value for child in stack.children]
+
+
+def test_later_frames_reuse_the_first_frames_layout_exactly():
+    """Frames after the first are not laid out again but get the first frame's axes
+    positions: the same drawing gives the same PNG, bit for bit."""
+    def same_drawing(ax, k):
+        ax.plot([0, 1, 2], [1, 10, 100])
+        ax.set_yscale("log")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("gradient norm")
+        ax.set_title("same title")
+    box = explorer(same_drawing, {"k": [1, 2, 3]}, figsize=(3.0, 2.0), dpi=40)
+    first, *others = _frames(box)
+    assert all(frame == first for frame in others)
+
+
+def test_a_frame_with_more_axes_gets_its_own_layout():
+    def sometimes_colorbar(ax, k):
+        image = ax.imshow(np.arange(6.0).reshape(2, 3))
+        if k == 2:
+            ax.figure.colorbar(image, ax=ax)
+    box = explorer(sometimes_colorbar, {"k": [1, 2, 3]}, figsize=(3.0, 2.0), dpi=40)
+    one, two, three = _frames(box)
+    assert one == three and two != one
