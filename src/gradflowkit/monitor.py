@@ -300,12 +300,11 @@ class Monitor:
         bad = None
         if grads:
             tensors = [g for _, g in grads]
-            fused = torch.stack(torch._foreach_norm(tensors))  # in the gradients' dtype
             if self._recording:
-                norms = _grad_norms(tensors, fused)
+                norms = _grad_norms(tensors)
                 finite = all(math.isfinite(v) for v in norms)
             else:                   # one fused norm, one sum, one isfinite
-                finite = math.isfinite(fused.sum().item())
+                finite = math.isfinite(torch.stack(torch._foreach_norm(tensors)).sum().item())
             if not finite:
                 bad = self._first_nonfinite()   # None if only a float32 norm overflowed
         if bad is not None:
@@ -490,9 +489,10 @@ def records_matrix(records: Sequence[dict[str, Any]], kind: str, stat: str | Non
             (required there; must be None otherwise).
 
     Returns:
-        ``(steps, names, values)``: the recorded steps (int ndarray), the names in order of
-        first appearance (parameters in ``named_parameters()`` order, modules in call
-        order), and a float ndarray of shape ``(len(steps), len(names))``, NaN where a
+        ``(steps, names, values)``: the recorded steps (int ndarray), the names in the
+        order the records list them (parameters in ``named_parameters()`` order, modules in
+        call order; a name first seen in a later record is placed after its predecessor
+        there), and a float ndarray of shape ``(len(steps), len(names))``, NaN where a
         record lacks a name.
     """
     check_choice("kind", kind, MATRIX_KINDS)
@@ -504,9 +504,18 @@ def records_matrix(records: Sequence[dict[str, Any]], kind: str, stat: str | Non
         raise ValueError(f"stat applies only to kind='activation'; got stat={stat!r} "
                          f"with kind={kind!r}")
     steps = np.array([r["step"] for r in records], dtype=int)
-    names: dict[str, None] = {}
+    # A name missing from early records (an update ratio is skipped on a step where the
+    # parameter did not change) goes right after the name it follows where it appears, so
+    # that the order stays the parameters' (or modules') order, not the order of discovery.
+    names: list[str] = []
+    seen: set[str] = set()
     for r in records:
-        names.update(dict.fromkeys(r.get(kind, {})))
+        previous = None
+        for name in r.get(kind, {}):
+            if name not in seen:
+                names.insert(names.index(previous) + 1 if previous is not None else 0, name)
+                seen.add(name)
+            previous = name
     values = np.full((len(records), len(names)), np.nan)
     column = {name: j for j, name in enumerate(names)}
     for i, r in enumerate(records):
@@ -532,20 +541,15 @@ def _floats(tensors: list[torch.Tensor], cat: bool = False) -> list[float]:
     return [v for t in tensors for v in (t.tolist() if cat else [t.item()])]
 
 
-#: Outside this range a float32 norm may have lost accuracy (squares under- or overflow).
-_SAFE_NORM_RANGE = (1e-15, 1e15)
+def _grad_norms(grads: list[torch.Tensor]) -> list[float]:
+    """Frobenius norms in float64, on recorded steps only.
 
-
-def _grad_norms(grads: list[torch.Tensor], fused: torch.Tensor) -> list[float]:
-    """Frobenius norms: the fused norms ``fused`` in the gradients' own dtype, redone in
-    float64 for any outside :data:`_SAFE_NORM_RANGE` (tiny, huge, or overflowed to inf),
-    so that finite float32 gradients never report an overflowed or underflowed norm."""
-    norms = fused.tolist()
-    low, high = _SAFE_NORM_RANGE
-    for i, v in enumerate(norms):
-        if not low <= v <= high and grads[i].dtype != torch.float64:
-            norms[i] = float(torch.linalg.vector_norm(grads[i], dtype=torch.float64))
-    return norms
+    float64 because float32 squares under- or overflow for tiny or huge gradients, and
+    because a fused float32 reduction can differ in the last bits from one process to the
+    next (its vectorized partial sums depend on memory alignment): recorded numbers are
+    then reproducible to the digits anyone prints.
+    """
+    return torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float64)).tolist()
 
 
 def _histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:

@@ -48,9 +48,8 @@ def test_grad_norms_of_hand_set_gradients_without_optimizer():
         mon.step()
     (record,) = mon.records
     assert record["step"] == 0
-    # float32 gradients, normed in float32 (one fused norm): float32 accuracy.
     assert record["grad_norm"] == pytest.approx({"weight": 2.0 * math.sqrt(6), "bias": 5.0},
-                                                rel=1e-6)
+                                                rel=1e-12)
     assert list(record["grad_norm"]) == ["weight", "bias"]   # named_parameters() order
     assert record["update_ratio"] == {}
     assert record["loss"] is None
@@ -655,3 +654,16 @@ def test_activation_stats_are_of_the_output_before_a_later_inplace_change():
     assert stats["mean"] == pytest.approx(float(expected.mean()), rel=1e-6, abs=1e-7)
     assert stats["std"] == pytest.approx(float(expected.std(correction=0)), rel=1e-5)
     assert stats["saturation"] == pytest.approx(float((expected <= 0).double().mean()))
+
+
+def test_records_matrix_keeps_a_late_name_in_its_place():
+    """A parameter missing from the first record (its update ratio was skipped) must not
+    move to the end: names keep the order the records list them in."""
+    records = [
+        {"step": 0, "update_ratio": {"b": -3.0, "c": -2.5}},
+        {"step": 1, "update_ratio": {"a": -4.0, "b": -3.1, "c": -2.6}},
+        {"step": 2, "update_ratio": {"a": -4.1, "b": -3.2, "x": -1.0, "c": -2.7}},
+    ]
+    steps, names, values = records_matrix(records, "update_ratio")
+    assert names == ["a", "b", "x", "c"]
+    assert np.isnan(values[0, 0]) and values[2, 2] == -1.0 and values[1, 3] == -2.6
