@@ -10,6 +10,11 @@ read with MyST-NB's own reader and executed with the function MyST-NB itself cal
 (`jupyter_cache.executors.utils.single_nb_execution`, cwd = the notebook's folder), so a cached
 result is exactly what the book build would have produced.
 
+The cache key covers only the notebook's code, not the package it imports: after a change to
+src/gradflowkit/ (or to the pinned environment) a cached output may be stale. So a
+fingerprint of those files is kept beside the cache, and when it changes every notebook is
+executed again.
+
 It fails (exit status 1) like the book build would: on any cell error and on any output to
 stderr (the book treats stderr output as a warning, and warnings fail the build).
 
@@ -23,6 +28,7 @@ to DIR/<notebook name>.jsonl (`gradflowkit.explorer.TIMING_LOG_ENV`; `make bench
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -40,6 +46,16 @@ from myst_parser.config.main import MdParserConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPLORER_LOG_ENV = "GRADFLOW_EXPLORER_LOG"  # = gradflowkit.explorer.TIMING_LOG_ENV
+
+
+def code_fingerprint() -> str:
+    """Hash of what every notebook's output depends on besides its own code."""
+    files = sorted((ROOT / "src").rglob("*.py")) + [ROOT / "requirements.txt",
+                                                    ROOT / "constraints.txt"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def book_config() -> dict:
@@ -108,8 +124,17 @@ def main(argv: list[str] | None = None) -> int:
         enable_extensions=set(config.get("parse", {}).get("myst_enable_extensions", []))
     )
     timeout = int(config["execute"]["timeout"])
-    cache = get_cache(str(ROOT / config["execute"]["cache"]))
+    cache_dir = ROOT / config["execute"]["cache"]
+    cache = get_cache(str(cache_dir))
     sources = [p.resolve() for p in args.sources] or toc_sources()
+    fingerprint_file = cache_dir / "gradflowkit-fingerprint"
+    fingerprint = code_fingerprint()
+    recorded = fingerprint_file.read_text() if fingerprint_file.exists() else None
+    if recorded != fingerprint and not args.force:
+        # No fingerprint (a new cache, or one from before this check) counts as changed.
+        print("src/gradflowkit or the pinned environment is not the one the cached runs "
+              "used: executing every notebook", flush=True)
+        args.force = True
 
     notebooks, todo, timings = {}, [], {}
     for path in sources:
@@ -165,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         args.timings.parent.mkdir(parents=True, exist_ok=True)
         args.timings.write_text(json.dumps(
             {str(p.relative_to(ROOT)): t for p, t in sorted(timings.items())}, indent=2) + "\n")
+    if not failed and not args.sources:
+        fingerprint_file.write_text(fingerprint)  # every notebook now ran with this code
     if failed:
         print(f"{len(failed)} notebook(s) failed: {', '.join(map(str, failed))}", file=sys.stderr)
         return 1

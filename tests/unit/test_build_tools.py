@@ -127,3 +127,19 @@ def test_readme_table_is_the_recorded_results():
     block = readme[readme.index(bench.README_START) + len(bench.README_START):
                    readme.index(bench.README_END)]
     assert block.strip() == bench.markdown_table(results).strip()
+
+
+def test_code_fingerprint_follows_the_package_and_the_pins(tmp_path, monkeypatch):
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    module = tmp_path / "src" / "pkg" / "m.py"
+    module.write_text("x = 1\n")
+    (tmp_path / "requirements.txt").write_text("torch==2.13.0\n")
+    (tmp_path / "constraints.txt").write_text("numpy==2.4.6\n")
+    monkeypatch.setattr(execute, "ROOT", tmp_path)
+    first = execute.code_fingerprint()
+    assert execute.code_fingerprint() == first                # deterministic
+    module.write_text("x = 2\n")
+    second = execute.code_fingerprint()
+    assert second != first                                    # package code counts
+    (tmp_path / "constraints.txt").write_text("numpy==2.4.7\n")
+    assert execute.code_fingerprint() != second               # so do the pins
