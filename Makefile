@@ -20,6 +20,11 @@ PIP_FILTER := { grep -v -E "^WARNING: Location '.*' is ignored" || true; }
 NOTEBOOKS_DIR := _build/notebooks
 # Notebooks executed at the same time by tools/execute.py and nbval (default: all CPUs).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+# What the executed notebooks depend on (tools/execute.py hashes the same package files).
+EXEC_INPUTS := _toc.yml _config.yml requirements.txt constraints.txt \
+               $(wildcard lessons/*.md book/*.md benchmarks/results.json) \
+               $(shell find src -name '*.py' 2>/dev/null)
+EXEC_STAMP  := _build/.executed
 # Extra arguments for tools/execute.py (`make bench` passes --explorer-log) and bench.py.
 EXECUTE_ARGS ?=
 ARGS ?=
@@ -48,10 +53,15 @@ $(STAMP):
 	$(BIN)/python -m pip install -r requirements.txt -c constraints.txt 2>&1 | $(PIP_FILTER)
 	touch $@
 
-execute: $(STAMP) ## Execute the notebooks not yet cached, JOBS (= CPUs) at a time, into the book's cache
+execute: $(EXEC_STAMP) ## Execute the notebooks not yet cached, JOBS (= CPUs) at a time, into the book's cache
+
+# Skipped when no input is newer than the stamp: tools/execute.py would find every notebook
+# cached (it checks the cache itself; the stamp only saves its start-up).
+$(EXEC_STAMP): $(STAMP) $(EXEC_INPUTS)
 	rm -rf $(NOTEBOOKS_DIR)
 	$(BIN)/python tools/execute.py --jobs $(JOBS) --export $(NOTEBOOKS_DIR) \
 	  --timings _build/execution.json $(EXECUTE_ARGS)
+	touch $@
 
 book: execute ## Execute every lesson and build the site in _build/html (fails on any error or warning)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)

@@ -11,7 +11,8 @@ read with MyST-NB's own reader and executed with the function MyST-NB itself cal
 result is exactly what the book build would have produced.
 
 The cache key covers only the notebook's code, not the package it imports: after a change to
-src/gradflowkit/ (or to the pinned environment) a cached output may be stale. So a
+src/gradflowkit/ (or to the pinned environment, or to benchmarks/results.json, which the
+Performance page prints) a cached output may be stale. So a
 fingerprint of those files is kept beside the cache, and when it changes every notebook is
 executed again.
 
@@ -28,8 +29,10 @@ to DIR/<notebook name>.jsonl (`gradflowkit.explorer.TIMING_LOG_ENV`; `make bench
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -50,12 +53,28 @@ EXPLORER_LOG_ENV = "GRADFLOW_EXPLORER_LOG"  # = gradflowkit.explorer.TIMING_LOG_
 
 def code_fingerprint() -> str:
     """Hash of what every notebook's output depends on besides its own code."""
-    files = sorted((ROOT / "src").rglob("*.py")) + [ROOT / "requirements.txt",
-                                                    ROOT / "constraints.txt"]
+    # benchmarks/results.json: the Performance page prints it.
+    files = sorted((ROOT / "src").rglob("*.py")) + [
+        ROOT / name for name in ("requirements.txt", "constraints.txt",
+                                 "benchmarks/results.json") if (ROOT / name).exists()]
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def expected_seconds() -> dict[str, float]:
+    """Each notebook's execution time in the last recorded `make bench` (absolute paths).
+
+    Notebooks are started longest first (then new ones, whose time is unknown, before
+    all): with two workers that keeps one long lesson from running alone at the end.
+    """
+    results = ROOT / "benchmarks" / "results.json"
+    if not results.exists():
+        return {}
+    lessons = json.loads(results.read_text(encoding="utf8")).get("lessons", {})
+    return {str(ROOT / name): float(seconds) for name, seconds in lessons.items()}
 
 
 def book_config() -> dict:
@@ -155,12 +174,11 @@ def main(argv: list[str] | None = None) -> int:
             _, notebooks[path] = cache.merge_match_into_notebook(nb)
             timings[path] = {"seconds": record.data.get("execution_seconds"), "cached": True}
 
+    todo.sort(key=lambda job: -expected_seconds().get(job[0], math.inf))
     print(f"{len(sources) - len(todo)} notebooks cached, {len(todo)} to execute "
           f"({min(args.jobs, max(len(todo), 1))} at a time)", flush=True)
     failed = []
     start = time.perf_counter()
-    # Longest-running notebooks are not known in advance; source order is good enough with 2
-    # workers because no single lesson dominates (each one is budgeted under 20 s).
     with ProcessPoolExecutor(max_workers=min(args.jobs, max(len(todo), 1))) as pool:
         for path, text, seconds, error in pool.map(_execute, todo):
             path = Path(path)

@@ -143,3 +143,19 @@ def test_code_fingerprint_follows_the_package_and_the_pins(tmp_path, monkeypatch
     assert second != first                                    # package code counts
     (tmp_path / "constraints.txt").write_text("numpy==2.4.7\n")
     assert execute.code_fingerprint() != second               # so do the pins
+
+
+def test_expected_seconds_come_from_the_recorded_bench(tmp_path, monkeypatch):
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "results.json").write_text(json.dumps(
+        {"lessons": {"lessons/01-a.md": 6.5, "book/intro.md": 9.0}}))
+    monkeypatch.setattr(execute, "ROOT", tmp_path)
+    execute.expected_seconds.cache_clear()
+    try:
+        assert execute.expected_seconds() == {str(tmp_path / "lessons/01-a.md"): 6.5,
+                                              str(tmp_path / "book/intro.md"): 9.0}
+        (tmp_path / "benchmarks" / "results.json").unlink()
+        execute.expected_seconds.cache_clear()
+        assert execute.expected_seconds() == {}
+    finally:
+        execute.expected_seconds.cache_clear()
