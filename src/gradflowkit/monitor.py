@@ -373,7 +373,6 @@ class Monitor:
         for i, (_, kind, t) in enumerate(self._acts):
             groups.setdefault((tuple(t.shape), t.dtype, kind), []).append(i)
         stats: dict[str, dict[str, float]] = {}
-        results: list[tuple[list[int], torch.Tensor, torch.Tensor, torch.Tensor, bool]] = []
         scratch = self._scratch
         for (shape, dtype, kind), index in groups.items():
             # Work buffers kept between steps: a fresh tensor of this size would be a fresh
@@ -402,12 +401,11 @@ class Monitor:
                 work.copy_(flags)
             count = work.sum(dim=1, dtype=torch.float32 if x.shape[1] < 2**24
                              else torch.float64)
-            results.append((index, mean, sum_sq, count, kind == _RELU))
-        for index, mean, sum_sq, count, complement in results:
-            n = self._acts[index[0]][2].numel()
+            n = x.shape[1]
             for i, m, q, c in zip(index, mean.tolist(), sum_sq.tolist(), count.tolist()):
                 stats[self._acts[i][0]] = {"mean": m, "std": math.sqrt(max(q, 0.0) / n),
-                                           "saturation": (n - c) / n if complement else c / n}
+                                           "saturation": (n - c) / n if kind == _RELU
+                                           else c / n}
         # In the order the modules ran, as before.
         return {name: stats[name] for name, _, _ in self._acts}
 
@@ -449,7 +447,7 @@ class _RatioBuffers:
         for (_, b), work in zip(self.groups, self.work):
             torch.sub(b, b.mean(dim=1, keepdim=True), out=work)  # no new allocation
             norms.append(torch.linalg.vector_norm(work, dim=1))
-        flat = _floats(norms, cat=True)
+        flat = _floats(norms)
         result = [0.0] * len(self.params)
         for position, i in enumerate(self.order):
             result[i] = flat[position]
@@ -534,11 +532,11 @@ def _saturation_kind(module: nn.Module) -> int:
     return _RECTIFIER
 
 
-def _floats(tensors: list[torch.Tensor], cat: bool = False) -> list[float]:
-    """Python numbers from 0-d (or, with ``cat``, 1-d) tensors, one ``tolist`` per dtype."""
+def _floats(tensors: list[torch.Tensor]) -> list[float]:
+    """Python numbers from 1-d tensors, in order: one ``tolist`` when they share a dtype."""
     if len({t.dtype for t in tensors}) == 1:
-        return (torch.cat(tensors) if cat else torch.stack(tensors)).tolist()
-    return [v for t in tensors for v in (t.tolist() if cat else [t.item()])]
+        return torch.cat(tensors).tolist()
+    return [v for t in tensors for v in t.tolist()]
 
 
 def _grad_norms(grads: list[torch.Tensor]) -> list[float]:

@@ -155,11 +155,20 @@ def _monitor_records(monitor_or_records) -> tuple[list, dict | None]:
     return list(records), shapes
 
 
-def _keep_weights(names: list[str], shapes: dict | None) -> list[int]:
-    """Indices of weight matrices: ndim >= 2 if shapes are known, else names ending 'weight'."""
-    if shapes is not None:
-        return [i for i, n in enumerate(names) if len(shapes.get(n, ())) >= 2]
-    return [i for i, n in enumerate(names) if n.endswith("weight")]
+def _parameter_matrix(monitor_or_records, kind: str, weights_only: bool):
+    """``records_matrix`` of a Monitor or its records, optionally only the weight matrices
+    (ndim >= 2 when the Monitor's shapes are known, else names ending in "weight")."""
+    from .monitor import records_matrix
+
+    records, shapes = _monitor_records(monitor_or_records)
+    steps, names, values = records_matrix(records, kind)
+    if weights_only:
+        if shapes is not None:
+            keep = [i for i, n in enumerate(names) if len(shapes.get(n, ())) >= 2]
+        else:
+            keep = [i for i, n in enumerate(names) if n.endswith("weight")]
+        names, values = [names[i] for i in keep], values[:, keep]
+    return steps, names, values
 
 
 def plot_grad_norm_heatmap(monitor_or_records, ax: Axes | None = None, *,
@@ -176,14 +185,8 @@ def plot_grad_norm_heatmap(monitor_or_records, ax: Axes | None = None, *,
     Returns:
         The Axes. The colour is ``log10`` of the norm; zero or missing norms are blank.
     """
-    from .monitor import records_matrix
-
     ax = _axes(ax)
-    records, shapes = _monitor_records(monitor_or_records)
-    steps, names, values = records_matrix(records, "grad_norm")
-    if weights_only:
-        keep = _keep_weights(names, shapes)
-        names, values = [names[i] for i in keep], values[:, keep]
+    steps, names, values = _parameter_matrix(monitor_or_records, "grad_norm", weights_only)
     if not names:
         raise ValueError("no gradient norms to plot (weights_only=True keeps only weight "
                          "matrices; pass weights_only=False to show every parameter)")
@@ -291,14 +294,8 @@ def plot_update_ratios(monitor_or_records, ax: Axes | None = None, *,
         The Axes: one line per parameter coloured by depth (legend up to 8 lines, else a
         colour bar of the layer index), and the labelled reference line.
     """
-    from .monitor import records_matrix
-
     ax = _axes(ax)
-    records, shapes = _monitor_records(monitor_or_records)
-    steps, names, values = records_matrix(records, "update_ratio")
-    if weights_only:
-        keep = _keep_weights(names, shapes)
-        names, values = [names[i] for i in keep], values[:, keep]
+    steps, names, values = _parameter_matrix(monitor_or_records, "update_ratio", weights_only)
     if not names:
         raise ValueError("no update ratios to plot: they need a Monitor with an optimizer "
                          "(and, with weights_only=True, weight matrices)")
