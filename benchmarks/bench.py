@@ -119,11 +119,18 @@ def floor_run(tree: Path, sources: list[Path], jobs: int) -> tuple[float, dict[s
     """Execute the import-only notebooks like the book's; return wall time and each time."""
     jobs_in = [(str(tree / src.relative_to(ROOT)), nbformat.writes(import_only_notebook(src)),
                 120, None) for src in sources]
-    os.environ["PYTHONPATH"] = str(tree / "src")
-    start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        results = list(pool.map(execute._execute, jobs_in))
-    wall = time.perf_counter() - start
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree / "src")  # the copy's gradflowkit, for the kernels
+    try:
+        start = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(execute._execute, jobs_in))
+        wall = time.perf_counter() - start
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
     per = {}
     for path, _, seconds, error in results:
         if error:

@@ -151,10 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     recorded = fingerprint_file.read_text() if fingerprint_file.exists() else None
     if recorded != fingerprint and not args.force:
         # No fingerprint (a new cache, or one from before this check) counts as changed.
-        print("src/gradflowkit or the pinned environment is not the one the cached runs "
-              "used: executing every notebook", flush=True)
+        print("src/gradflowkit, the pins or benchmarks/results.json differ from what the "
+              "cached runs used: executing every notebook", flush=True)
         args.force = True
 
+    if args.explorer_log:
+        args.explorer_log.mkdir(parents=True, exist_ok=True)
     notebooks, todo, timings = {}, [], {}
     for path in sources:
         nb = read_notebook(path, md_config)
@@ -167,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
         if record is None:
             log = None
             if args.explorer_log:
-                args.explorer_log.mkdir(parents=True, exist_ok=True)
                 log = str((args.explorer_log / f"{path.stem}.jsonl").resolve())
             todo.append((str(path), nbformat.writes(nb), timeout, log))
         else:
@@ -175,11 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             timings[path] = {"seconds": record.data.get("execution_seconds"), "cached": True}
 
     todo.sort(key=lambda job: -expected_seconds().get(job[0], math.inf))
+    workers = min(args.jobs, max(len(todo), 1))
     print(f"{len(sources) - len(todo)} notebooks cached, {len(todo)} to execute "
-          f"({min(args.jobs, max(len(todo), 1))} at a time)", flush=True)
+          f"({workers} at a time)", flush=True)
     failed = []
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=min(args.jobs, max(len(todo), 1))) as pool:
+    with ProcessPoolExecutor(max_workers=workers) as pool:
         for path, text, seconds, error in pool.map(_execute, todo):
             path = Path(path)
             nb = nbformat.reads(text, as_version=4)
