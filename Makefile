@@ -25,6 +25,11 @@ EXEC_INPUTS := _toc.yml _config.yml requirements.txt constraints.txt \
                $(wildcard lessons/*.md book/*.md benchmarks/results.json) \
                $(shell find src -name '*.py' 2>/dev/null)
 EXEC_STAMP  := _build/.executed
+# The environment the outputs depend on (tools/execute.py hashes the same variables):
+# `GRADFLOW_SEED=5 make book` re-executes, and so does going back to the default seed.
+EXEC_ENV      := GRADFLOW_SEED=$(GRADFLOW_SEED) ATEN_CPU_CAPABILITY=$(ATEN_CPU_CAPABILITY) \
+                 MKL_ENABLE_INSTRUCTIONS=$(MKL_ENABLE_INSTRUCTIONS) DNNL_MAX_CPU_ISA=$(DNNL_MAX_CPU_ISA)
+EXEC_ENV_FILE := _build/.execution-env
 # Extra arguments for tools/execute.py (`make bench` passes --explorer-log) and bench.py.
 EXECUTE_ARGS ?=
 ARGS ?=
@@ -35,8 +40,8 @@ JB_FLAGS      := -W -n --keep-going --all
 # Same hash seed for every execution (tools/execute.py, the book build, nbval).
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv execute book test test-unit notebooks test-notebooks test-site test-binder \
-        bench lab lock clean distclean
+.PHONY: help venv execute book test test-unit notebooks test-notebooks test-robust robustness \
+        test-site test-binder bench lab lock clean distclean FORCE
 
 help: ## Show this list of targets
 	@echo "Gradient Flow — make targets (a fresh clone needs only Python 3.11 and make):"
@@ -57,19 +62,27 @@ execute: $(EXEC_STAMP) ## Execute the notebooks not yet cached, JOBS (= CPUs) at
 
 # Skipped when no input is newer than the stamp: tools/execute.py would find every notebook
 # cached (it checks the cache itself; the stamp only saves its start-up).
-$(EXEC_STAMP): $(STAMP) $(EXEC_INPUTS)
+$(EXEC_STAMP): $(STAMP) $(EXEC_INPUTS) $(EXEC_ENV_FILE)
 	rm -rf $(NOTEBOOKS_DIR)
 	$(BIN)/python tools/execute.py --jobs $(JOBS) --export $(NOTEBOOKS_DIR) \
 	  --timings _build/execution.json $(EXECUTE_ARGS)
 	touch $@
 
+# Rewritten only when the environment changed, so that it is newer than the stamp only then.
+$(EXEC_ENV_FILE): FORCE
+	@mkdir -p $(@D)
+	@echo '$(EXEC_ENV)' | cmp -s - $@ || echo '$(EXEC_ENV)' > $@
+
+FORCE:
+
 book: execute ## Execute every lesson and build the site in _build/html (fails on any error or warning)
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "Open _build/html/index.html"
 
-test: $(STAMP) ## Run all tests: unit, notebooks (run twice, outputs compared), book, site, Binder
+test: $(STAMP) ## Run all tests: unit, notebooks (twice, compared), other seeds and CPUs, book, site, Binder
 	$(MAKE) test-unit
 	$(MAKE) test-notebooks
+	$(MAKE) test-robust
 	$(MAKE) book
 	$(MAKE) test-site
 	$(MAKE) test-binder
@@ -86,6 +99,17 @@ notebooks: execute ## Write every lesson as an executed .ipynb under _build/note
 test-notebooks: execute ## Re-execute every notebook with nbval and compare outputs with the book's
 	$(BIN)/pytest --nbval --nbval-sanitize-with tests/notebooks/sanitize.cfg \
 	  --nbval-cell-timeout=120 -p no:cacheprovider -n $(JOBS) --dist loadfile $(NOTEBOOKS_DIR)
+
+# Every lesson again in fresh kernels, outside the cache: GRADFLOW_SEED=1 and 2, torch's
+# scalar kernels, and its AVX2 kernels where the CPU has them. Every assert must pass in
+# every variant, and another seed must change what a seeded lesson prints.
+test-robust: $(STAMP) ## Re-execute every lesson with GRADFLOW_SEED=1, 2 and other CPU kernels: every assert must hold
+	$(BIN)/python tools/robust.py --jobs $(JOBS) --report _build/robust.json
+
+# Not part of `make test`: a measurement (N seeds x every notebook).
+N ?= 20
+robustness: $(STAMP) ## Execute every lesson for GRADFLOW_SEED = 0 ... N-1 (default N=20) and print the pass rate per lesson
+	$(BIN)/python tools/robust.py --jobs $(JOBS) --seeds $(N) --report _build/robustness.json
 
 test-site: $(STAMP) ## Browser tests of the built site (needs `make book` first and /usr/bin/chromium)
 	$(BIN)/pytest tests/site

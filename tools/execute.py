@@ -51,6 +51,12 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPLORER_LOG_ENV = "GRADFLOW_EXPLORER_LOG"  # = gradflowkit.explorer.TIMING_LOG_ENV
 
 
+#: Environment variables that change what the notebooks compute: the book's seed switch and
+#: the CPU kernels torch, MKL and oneDNN pick (tools/robust.py sets them).
+OUTPUT_ENV = ("GRADFLOW_SEED", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+              "DNNL_MAX_CPU_ISA")
+
+
 def code_fingerprint() -> str:
     """Hash of what every notebook's output depends on besides its own code."""
     # benchmarks/results.json: the Performance page prints it.
@@ -60,6 +66,8 @@ def code_fingerprint() -> str:
     digest = hashlib.sha256()
     for path in files:
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name in OUTPUT_ENV:   # GRADFLOW_SEED=5 make book must not reuse seed 0's outputs
+        digest.update(f"{name}={os.environ.get(name, '')}\0".encode())
     return digest.hexdigest()
 
 
@@ -151,8 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     recorded = fingerprint_file.read_text() if fingerprint_file.exists() else None
     if recorded != fingerprint and not args.force:
         # No fingerprint (a new cache, or one from before this check) counts as changed.
-        print("src/gradflowkit, the pins or benchmarks/results.json differ from what the "
-              "cached runs used: executing every notebook", flush=True)
+        print("src/gradflowkit, the pins, benchmarks/results.json or GRADFLOW_SEED (or the "
+              "CPU-kernel variables) differ from what the cached runs used: executing every "
+              "notebook", flush=True)
         args.force = True
 
     if args.explorer_log:

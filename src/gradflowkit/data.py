@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .seeding import resolve_seed
 from .validation import check_float, check_int
 
 
@@ -29,13 +30,14 @@ class Split(NamedTuple):
     y_test: torch.Tensor   # (n_test,) int64 class labels
 
 
-def load_digits(test_fraction: float = 0.25, *, seed: int = 0,
+def load_digits(test_fraction: float = 0.25, *, seed: int | None = None,
                 dtype: torch.dtype = torch.float32) -> Split:
     """scikit-learn's 8×8 digits, shuffled, split and standardized per feature.
 
     Args:
         test_fraction: share of the 1,797 images held out (default 0.25; in ``(0, 1)``).
-        seed: seed of the shuffle (default 0).
+        seed: seed of the shuffle (default None: derived from ``GRADFLOW_SEED``, so the
+            split changes with the book's seed switch).
         dtype: floating dtype of the features (default float32).
 
     Returns:
@@ -44,7 +46,7 @@ def load_digits(test_fraction: float = 0.25, *, seed: int = 0,
     test_fraction = check_float("test_fraction", test_fraction, positive=True)
     if test_fraction >= 1:
         raise ValueError(f"test_fraction must be < 1, got {test_fraction}")
-    seed = check_int("seed", seed)
+    seed = resolve_seed(seed, "digits-split")
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype such as torch.float32, "
                         f"got {dtype!r}")

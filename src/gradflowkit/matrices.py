@@ -18,6 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .seeding import resolve_seed
 from .validation import check_float, check_int, check_tensor
 
 
@@ -87,7 +88,7 @@ class ProductGrowth(NamedTuple):
 
 
 def product_growth(depth: int, width: int, gain: float, *, trials: int = 10,
-                   seed: int = 0) -> ProductGrowth:
+                   seed: int | None = None) -> ProductGrowth:
     """Log-norm of ``W_k ⋯ W_1 v`` and of its bound ``∏ ‖W_j‖``, per trial, in float64.
 
     Args:
@@ -95,13 +96,14 @@ def product_growth(depth: int, width: int, gain: float, *, trials: int = 10,
         width: ``n``; the matrices are ``n × n`` with entries ``N(0, gain² / n)``.
         gain: ``g``, the per-factor gain in root-mean-square norm.
         trials: independent repetitions (default 10), each with its own matrices and ``v``.
-        seed: seed of the random generator (default 0).
+        seed: seed of the random generator (default None: derived from
+            ``GRADFLOW_SEED``).
 
     Returns:
         A :class:`ProductGrowth`.
     """
     trials = check_int("trials", trials, minimum=1)
-    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    gen = torch.Generator().manual_seed(resolve_seed(seed, "product-growth"))
     ws = gaussian_matrices(depth, width, gain, generator=gen, batch=(trials,))
     v = torch.randn(trials, width, generator=gen, dtype=torch.float64)
     log_norm = log_norms_along(ws, v)

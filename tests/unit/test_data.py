@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from gradflowkit.seeding import derive_seed
 from gradflowkit.data import Split, _digits_arrays, load_digits
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
@@ -65,7 +66,7 @@ def test_rows_are_the_sklearn_rows_standardized_with_train_statistics(raw, split
     """Oracle: redo the documented recipe with numpy on scikit-learn's raw data (the same
     seeded permutation; mean and unbiased std of the training rows; 1 where std = 0)."""
     data, target = raw
-    s64 = load_digits(dtype=torch.float64)
+    s64 = load_digits(dtype=torch.float64, seed=0)
     order = torch.randperm(1797, generator=torch.Generator().manual_seed(0)).numpy()
     train_rows, test_rows = data[order[449:]], data[order[:449]]
     mean, std = train_rows.mean(0), train_rows.std(0, ddof=1)
@@ -79,7 +80,7 @@ def test_rows_are_the_sklearn_rows_standardized_with_train_statistics(raw, split
     labels = np.concatenate([s64.y_train.numpy(), s64.y_test.numpy()])
     assert _row_multiset(back, labels) == _row_multiset(data, target)
     # The float32 default is the float64 result rounded.
-    torch.testing.assert_close(split.x_train, s64.x_train.float())
+    torch.testing.assert_close(load_digits(seed=0).x_train, s64.x_train.float())
 
 
 def test_deterministic_per_seed():
@@ -95,6 +96,17 @@ def test_different_seeds_give_different_splits(split):
     # Same class balance overall, whatever the seed.
     both = lambda s: torch.bincount(torch.cat([s.y_train, s.y_test]), minlength=10)  # noqa: E731
     assert torch.equal(both(split), both(other))
+
+
+def test_default_split_follows_the_seed_switch(monkeypatch):
+    """Oracle: the default seed is seeding.derive_seed("digits-split") of GRADFLOW_SEED."""
+    monkeypatch.setenv("GRADFLOW_SEED", "0")
+    default0 = load_digits()
+    assert torch.equal(default0.y_test, load_digits(seed=derive_seed("digits-split")).y_test)
+    monkeypatch.setenv("GRADFLOW_SEED", "7")
+    default7 = load_digits()
+    assert torch.equal(default7.y_test, load_digits(seed=derive_seed("digits-split")).y_test)
+    assert not torch.equal(default0.y_test, default7.y_test)
 
 
 @pytest.mark.parametrize("kwargs, exc, msg", [

@@ -1,0 +1,145 @@
+"""What the trainer trains on: mini-batches for every member, a loss per member, metrics.
+
+A task hands :func:`~gradflowkit.trainer.train` one batch per step for all members at once
+(each member with its own batch order, from its own seed), turns the ensemble's output into
+one loss per member, and measures the members after training:
+
+- :class:`ClassificationTask`: a :class:`~gradflowkit.data.Split` (the digits), cross-entropy,
+  train and test accuracy;
+- :class:`AddingTask`: fresh batches of the adding problem (lesson 9), mean squared error,
+  MSE on a held-out batch.
+
+:func:`batch_indices` is the batch order of one member, so that a single run in a loop (the
+unit tests' oracle) sees exactly the batches of that member in the ensemble.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import Split
+from .ensemble import member_cross_entropy
+from .recurrent import adding_problem
+from .seeding import derive_seed
+from .validation import check_int
+
+
+def batch_indices(seed: int, steps: int, n: int, batch_size: int) -> torch.Tensor:
+    """The rows of each step's mini-batch: epochs of shuffled rows, taken in order.
+
+    A new random order is drawn whenever fewer than ``batch_size`` rows of the current one
+    are left (the rest of that epoch is skipped).
+
+    Args:
+        seed: seed of the shuffles.
+        steps: number of batches.
+        n: rows in the data set (>= ``batch_size``).
+        batch_size: rows per batch.
+
+    Returns:
+        int64 tensor ``(steps, batch_size)``.
+    """
+    steps = check_int("steps", steps, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    if n < batch_size:
+        raise ValueError(f"batch_size {batch_size} is larger than the data set ({n} rows)")
+    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    per_epoch = n // batch_size
+    epochs = -(-steps // per_epoch)
+    orders = [torch.randperm(n, generator=gen)[:per_epoch * batch_size]
+              for _ in range(epochs)]
+    return torch.cat(orders).view(-1, batch_size)[:steps]
+
+
+class ClassificationTask:
+    """Cross-entropy on a :class:`~gradflowkit.data.Split`, mini-batches per member.
+
+    Args:
+        data: the split; the training part is batched, both parts are evaluated.
+        batch_size: rows per step and member (default 64).
+    """
+
+    def __init__(self, data: Split, batch_size: int = 64):
+        if not isinstance(data, Split):
+            raise TypeError(f"data must be a gradflowkit.data.Split, got {type(data).__name__}")
+        self.data = data
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._order: torch.Tensor | None = None
+
+    def start(self, seeds: Sequence[int], steps: int) -> None:
+        """Draw every member's batch order for ``steps`` steps."""
+        n = len(self.data.y_train)
+        self._order = torch.stack([batch_indices(s, steps, n, self.batch_size)
+                                   for s in seeds], dim=1)   # (steps, S, batch)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(S, batch, features)`` and labels ``(S, batch)`` of ``step``."""
+        idx = self._order[step]
+        return self.data.x_train[idx], self.data.y_train[idx]
+
+    def losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each member's mean cross-entropy, shape ``(S,)``."""
+        return member_cross_entropy(out, target)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Train and test accuracy of every member, in eval mode."""
+        was_training = model.training
+        model.eval()
+        result = {}
+        for part, x, y in (("train", self.data.x_train, self.data.y_train),
+                           ("test", self.data.x_test, self.data.y_test)):
+            x = x.to(next(model.parameters()).dtype)
+            result[f"{part}_accuracy"] = (model(x).argmax(-1) == y).double().mean(1).numpy()
+        model.train(was_training)
+        return result
+
+
+class AddingTask:
+    """The adding problem of length ``length``: a fresh batch per step and member, MSE.
+
+    Member ``i``'s batches come from ``torch.Generator().manual_seed(seeds[i])``, one
+    :func:`~gradflowkit.recurrent.adding_problem` call per step; the held-out batch of
+    :meth:`evaluate` is the same for every member (seeded from ``GRADFLOW_SEED``).
+
+    Args:
+        length: sequence length T (>= 2).
+        batch_size: sequences per step and member (default 64).
+        test_size: sequences in the held-out batch (default 1000).
+    """
+
+    def __init__(self, length: int, batch_size: int = 64, test_size: int = 1000):
+        self.length = check_int("length", length, minimum=2)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.test_size = check_int("test_size", test_size, minimum=1)
+        self._generators: list[torch.Generator] = []
+
+    def start(self, seeds: Sequence[int], steps: int) -> None:
+        """One data stream per member."""
+        self._generators = [torch.Generator().manual_seed(check_int("seed", s, minimum=0))
+                            for s in seeds]
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(S, batch, T, 2)`` and targets ``(S, batch)``: the next batch of each."""
+        pairs = [adding_problem(self.batch_size, self.length, generator=g)
+                 for g in self._generators]
+        return torch.stack([x for x, _ in pairs]), torch.stack([y for _, y in pairs])
+
+    def losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each member's mean squared error, shape ``(S,)``."""
+        return ((out - target) ** 2).mean(1)
+
+    def test_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held-out batch: ``(test_size, T, 2)`` and ``(test_size,)``."""
+        gen = torch.Generator().manual_seed(derive_seed("adding-test", self.length))
+        return adding_problem(self.test_size, self.length, generator=gen)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Each member's MSE on :meth:`test_batch`."""
+        x, y = self.test_batch()
+        return {"test_mse": ((model(x) - y) ** 2).mean(1).double().numpy()}
