@@ -39,12 +39,13 @@ class EnsembleRecurrent(nn.Module):
         members = list(members)
         if not members:
             raise ValueError("an ensemble needs at least one member")
-        first = members[0]
-        shape = (first.cell, first.rnn.input_size, first.rnn.hidden_size)
         for i, net in enumerate(members):
             if not isinstance(net, SequenceRegressor):
                 raise TypeError(f"member {i} must be a SequenceRegressor, "
                                 f"got {type(net).__name__}")
+        first = members[0]
+        shape = (first.cell, first.rnn.input_size, first.rnn.hidden_size)
+        for i, net in enumerate(members):
             if (net.cell, net.rnn.input_size, net.rnn.hidden_size) != shape:
                 raise ValueError(f"member {i} is a {net.cell} of sizes "
                                  f"{net.rnn.input_size}->{net.rnn.hidden_size}, member 0 "

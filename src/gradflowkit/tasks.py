@@ -141,5 +141,6 @@ class AddingTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module) -> dict[str, np.ndarray]:
         """Each member's MSE on :meth:`test_batch`."""
-        x, y = self.test_batch()
+        dtype = next(model.parameters()).dtype
+        x, y = (t.to(dtype) for t in self.test_batch())
         return {"test_mse": ((model(x) - y) ** 2).mean(1).double().numpy()}

@@ -115,6 +115,7 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     opt = MemberOptimizer(params, n, kind=optimizer, lr=lr, momentum=momentum,
                           weight_decay=weight_decay, betas=betas)
+    dtype = params[0][1].dtype if params else torch.float32
     task.start(seeds, steps)
     active = torch.ones(n, dtype=torch.bool)
     stopped_at = np.full(n, -1)
@@ -126,7 +127,7 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         if record and callback is not None:
             callback(step, model)
             model.train()
-        x, target = task.batch(step)
+        x, target = (_as(t, dtype) for t in task.batch(step))
         losses = task.losses(model(x), target)
         _stop(active, stopped_at, ~torch.isfinite(losses.detach()), step)
         model.zero_grad(set_to_none=True)
@@ -160,6 +161,11 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         grad_norms=_by_name(names, grad_rows), update_ratios=_by_name(names, ratio_rows),
         metrics={k: np.where(stopped.numpy(), np.nan, np.asarray(v, dtype=float))
                  for k, v in metrics.items()})
+
+
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Floating-point data in the model's dtype (labels stay integers)."""
+    return t.to(dtype) if t.is_floating_point() else t
 
 
 def _stop(active: torch.Tensor, stopped_at: np.ndarray, bad: torch.Tensor, step: int) -> None:

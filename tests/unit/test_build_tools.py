@@ -25,6 +25,7 @@ def _load(name: str, path: Path):
 
 
 execute = _load("execute", ROOT / "tools" / "execute.py")
+robust = _load("robust", ROOT / "tools" / "robust.py")
 bench = _load("bench", ROOT / "benchmarks" / "bench.py")
 
 MYST_HEADER = """---
@@ -142,7 +143,15 @@ def test_code_fingerprint_follows_the_package_and_the_pins(tmp_path, monkeypatch
     second = execute.code_fingerprint()
     assert second != first                                    # package code counts
     (tmp_path / "constraints.txt").write_text("numpy==2.4.7\n")
-    assert execute.code_fingerprint() != second               # so do the pins
+    third = execute.code_fingerprint()
+    assert third != second                                    # so do the pins
+    monkeypatch.setenv("GRADFLOW_SEED", "5")
+    assert execute.code_fingerprint() != third                # and the seed switch
+    monkeypatch.delenv("GRADFLOW_SEED")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    assert execute.code_fingerprint() != third                # and the CPU kernels
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert execute.code_fingerprint() == third
 
 
 def test_expected_seconds_come_from_the_recorded_bench(tmp_path, monkeypatch):
@@ -159,3 +168,66 @@ def test_expected_seconds_come_from_the_recorded_bench(tmp_path, monkeypatch):
         assert execute.expected_seconds() == {}
     finally:
         execute.expected_seconds.cache_clear()
+
+
+# tools/robust.py (`make test-robust`, `make robustness`).
+
+def test_variant_environments(monkeypatch):
+    assert robust.variant_env("seed=7") == {"GRADFLOW_SEED": "7"}
+    assert robust.variant_env("cpu=default")["ATEN_CPU_CAPABILITY"] == "default"
+    monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2", "avx2"})
+    assert robust.variant_env("cpu=avx2") == {"ATEN_CPU_CAPABILITY": "avx2",
+                                              "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+                                              "DNNL_MAX_CPU_ISA": "AVX2"}
+    monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2"})
+    assert robust.variant_env("cpu=avx2") is None            # skipped, and said so
+    for bad in ("seed=x", "cpu=neon", "fast"):
+        with pytest.raises(ValueError, match="unknown variant"):
+            robust.variant_env(bad)
+
+
+def _nb(*outputs):
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = list(outputs)
+    nb.cells = [cell, nbformat.v4.new_markdown_cell("text")]
+    return nb
+
+
+def test_printed_text_has_streams_and_plain_results_but_not_images():
+    nb = _nb(nbformat.v4.new_output("stream", name="stdout", text="loss 0.25\n"),
+             nbformat.v4.new_output("display_data", data={"text/plain": "0.125",
+                                                          "image/png": "AAAA"}),
+             nbformat.v4.new_output("display_data", data={"image/png": "BBBB"}))
+    assert robust.printed_text(nb) == "loss 0.25\n\n0.125"
+
+
+def test_error_summary_keeps_the_failing_line_and_the_exception():
+    text = ("Traceback\n\x1b[31m-----\x1b[0m\nCell In[3], line 2\n      1 x = 1\n"
+            "----> 2 assert x > 2    # claim\n\nAssertionError: \n")
+    summary = robust.error_summary(text)
+    assert summary.startswith("----> 2 assert x > 2") and "AssertionError" in summary
+    assert "\x1b" not in summary
+
+
+def test_unwired_names_seeded_notebooks_whose_text_did_not_change(tmp_path, monkeypatch):
+    monkeypatch.setattr(robust, "ROOT", tmp_path)
+    seeded, fixed, other = (tmp_path / f"{n}.md" for n in ("seeded", "fixed", "other"))
+    seeded.write_text("rng = seed_all('lesson-1')\n")
+    fixed.write_text("x = 1\n")
+    other.write_text("seeds = ensemble_seeds(8, 'x')\n")
+    results = [dict(variant=v, notebook=str(p), ok=True, text=t)
+               for p, texts in ((seeded, ("a", "a")), (fixed, ("b", "b")), (other, ("c", "d")))
+               for v, t in zip(("seed=1", "seed=2"), texts)]
+    assert robust.unwired(results, [seeded, fixed, other]) == ["seeded.md"]
+    assert robust.draws_random_numbers(other) and not robust.draws_random_numbers(fixed)
+
+
+def test_pass_table_counts_and_names_failures(tmp_path, monkeypatch):
+    monkeypatch.setattr(robust, "ROOT", tmp_path)
+    nb = tmp_path / "lessons" / "07-x.md"
+    results = [dict(variant="seed=0", notebook=str(nb), ok=True, seconds=3.0),
+               dict(variant="seed=1", notebook=str(nb), ok=False, seconds=4.5)]
+    (line,) = robust.pass_table(results, [nb], ["seed=0", "seed=1"])
+    assert "lessons/07-x.md" in line and "1/2" in line and "failed: seed=1" in line
+    assert "4.5 s" in line

@@ -1,0 +1,129 @@
+"""gradflowkit.member_optim: one optimizer step per member, as torch.optim on each member alone.
+
+Oracle: torch.optim.SGD / Adam / AdamW run on every member's slice separately, with that
+member's learning rate, stepping only when the member is active."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gradflowkit.member_optim import MemberOptimizer, member_values
+
+CASES = {
+    "sgd": (torch.optim.SGD, dict()),
+    "sgd-momentum-decay": (torch.optim.SGD, dict(momentum=0.9, weight_decay=0.01)),
+    "adam": (torch.optim.Adam, dict()),
+    "adam-l2": (torch.optim.Adam, dict(weight_decay=0.05, betas=(0.8, 0.99))),
+    "adamw": (torch.optim.AdamW, dict(weight_decay=0.1)),
+}
+KIND = {torch.optim.SGD: "sgd", torch.optim.Adam: "adam", torch.optim.AdamW: "adamw"}
+
+
+def run_both(case, lrs, active_rows, steps=6):
+    """Apply the same gradients with MemberOptimizer and with per-member torch optimizers."""
+    optim, options = CASES[case]
+    members = len(lrs)
+    shapes = [(members, 3, 2), (members, 4)]
+    start = [torch.randn(*s, dtype=torch.float64) for s in shapes]
+    grads = [[torch.randn(*s, dtype=torch.float64) for s in shapes] for _ in range(steps)]
+    stacked = [torch.nn.Parameter(p.clone()) for p in start]
+    opt = MemberOptimizer([(f"p{i}", p) for i, p in enumerate(stacked)], members,
+                          kind=KIND[optim], lr=lrs, **options)
+    for step in range(steps):
+        for p, g in zip(stacked, grads[step]):
+            p.grad = g.clone()
+        opt.step(torch.tensor(active_rows[step]))
+    expected = []
+    for m in range(members):
+        params = [torch.nn.Parameter(p[m].clone()) for p in start]
+        ref = optim(params, lr=lrs[m], **options)
+        for step in range(steps):
+            if active_rows[step][m]:
+                for p, g in zip(params, grads[step]):
+                    p.grad = g[m].clone()
+                ref.step()
+        expected.append(params)
+    return stacked, expected
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_equals_torch_optim_per_member(case):
+    lrs = [0.1, 0.03, 0.5]
+    active = [[True, True, True]] * 6
+    stacked, expected = run_both(case, lrs, active)
+    for m in range(3):
+        for p, ref in zip(stacked, expected[m]):
+            torch.testing.assert_close(p[m], ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_inactive_members_do_not_move_and_their_state_waits(case):
+    lrs = [0.1, 0.2]
+    active = [[True, True], [True, False], [False, False], [True, True], [True, False],
+              [True, True]]
+    stacked, expected = run_both(case, lrs, active)
+    for m in range(2):
+        for p, ref in zip(stacked, expected[m]):
+            torch.testing.assert_close(p[m], ref, rtol=1e-12, atol=1e-12)
+
+
+def test_nonfinite_gradients_of_inactive_members_are_ignored():
+    p = torch.nn.Parameter(torch.ones(2, 3, dtype=torch.float64))
+    opt = MemberOptimizer([("p", p)], 2, kind="adam", lr=0.1)
+    p.grad = torch.tensor([[1.0, 2.0, 3.0], [float("nan"), float("inf"), 1.0]],
+                          dtype=torch.float64)
+    opt.step(torch.tensor([True, False]))
+    assert torch.isfinite(p).all()
+    assert torch.equal(p[1], torch.ones(3, dtype=torch.float64))
+    assert not torch.equal(p[0], torch.ones(3, dtype=torch.float64))
+
+
+def test_updates_are_the_parameter_changes():
+    p = torch.nn.Parameter(torch.randn(2, 5, dtype=torch.float64))
+    opt = MemberOptimizer([("w", p)], 2, kind="sgd", lr=[0.1, 0.2], momentum=0.5)
+    for _ in range(3):
+        before = p.detach().clone()
+        p.grad = torch.randn(2, 5, dtype=torch.float64)
+        deltas = opt.step(torch.tensor([True, False]), updates=True)
+        torch.testing.assert_close(deltas["w"], p.detach() - before, rtol=0, atol=1e-15)
+        assert torch.equal(deltas["w"][1], torch.zeros(5, dtype=torch.float64))
+    assert opt.step(torch.tensor([True, True])) == {}
+
+
+def test_parameters_without_gradient_are_skipped():
+    a = torch.nn.Parameter(torch.ones(2, 2))
+    b = torch.nn.Parameter(torch.ones(2, 2))
+    opt = MemberOptimizer([("a", a), ("b", b)], 2, lr=1.0)
+    a.grad = torch.ones(2, 2)
+    opt.step(torch.tensor([True, True]))
+    assert torch.equal(a, torch.zeros(2, 2)) and torch.equal(b, torch.ones(2, 2))
+
+
+@pytest.mark.parametrize("kwargs, exc, msg", [
+    (dict(kind="rmsprop"), ValueError, r"optimizer must be one of"),
+    (dict(lr=[0.1]), ValueError, r"lr has 1 values but the ensemble has 2 members"),
+    (dict(lr=-0.1), ValueError, r"lr must be > 0, got -0.1"),
+    (dict(lr=[0.1, 0.0]), ValueError, r"lr\[1\] must be > 0, got 0.0"),
+    (dict(kind="adam", momentum=0.9), ValueError, r"momentum applies to optimizer='sgd'"),
+    (dict(kind="adam", betas=(0.9, 1.0)), ValueError, r"betas must be in \[0, 1\)"),
+    (dict(weight_decay=-1.0), ValueError, r"weight_decay must be >= 0"),
+])
+def test_bad_arguments(kwargs, exc, msg):
+    p = torch.nn.Parameter(torch.ones(2, 3))
+    options = dict(lr=0.1) | kwargs
+    with pytest.raises(exc, match=msg):
+        MemberOptimizer([("p", p)], 2, **options)
+
+
+def test_parameters_need_the_member_axis():
+    with pytest.raises(ValueError, match=r"parameter 'w' has shape \(3, 2\); .* 2 needs the "
+                                         r"member axis first"):
+        MemberOptimizer([("w", torch.nn.Parameter(torch.ones(3, 2)))], 2, lr=0.1)
+
+
+def test_member_values():
+    assert member_values("lr", 0.5, 3).tolist() == [0.5, 0.5, 0.5]
+    assert member_values("lr", [1, 2], 2).dtype == torch.float64
+    with pytest.raises(TypeError, match=r"lr\[0\] must be a real number"):
+        member_values("lr", ["a"], 1)
