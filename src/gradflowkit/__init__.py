@@ -2,6 +2,12 @@
 
 The helper package of the book *Gradient Flow*. Modules, each with one concept:
 
+- :mod:`~gradflowkit.seeding`: one seed switch (``GRADFLOW_SEED``) behind every random draw;
+- :mod:`~gradflowkit.ensemble`: many ``DeepMLP`` nets with stacked weights, computed together;
+- :mod:`~gradflowkit.ensemble_recurrent`: the same for recurrent regressors (RNN, LSTM, GRU);
+- :mod:`~gradflowkit.trainer`: the one training loop: every member of an ensemble at once;
+- :mod:`~gradflowkit.tasks`: what the trainer trains on (the digits, the adding problem);
+- :mod:`~gradflowkit.member_optim`: SGD and Adam with a learning rate per ensemble member;
 - :mod:`~gradflowkit.activations`: activations and their closed-form derivatives;
 - :mod:`~gradflowkit.initialization`: Gaussian (LeCun/Xavier/He), orthogonal, zero init;
 - :mod:`~gradflowkit.nets`: ``DeepMLP``, a plain or residual deep fully-connected net;

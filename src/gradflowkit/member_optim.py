@@ -63,6 +63,7 @@ class MemberOptimizer:
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         self.eps = check_float("eps", eps, positive=True)
         self.steps = 0
+        self._neg_lr: dict[tuple, torch.Tensor] = {}
         self.state: dict[str, dict[str, torch.Tensor]] = {name: {} for name, _ in self.params}
 
     @torch.no_grad()
@@ -80,6 +81,9 @@ class MemberOptimizer:
             ``{name: Δθ}`` when ``updates`` is True (zero for inactive members), else ``{}``.
         """
         self.steps += 1
+        if self.kind == "sgd" and not updates and bool(active.all()):
+            self._sgd_all_active()
+            return {}
         lr = torch.where(active, self.lr, torch.zeros_like(self.lr))
         done = {}
         for name, p in self.params:
@@ -95,6 +99,31 @@ class MemberOptimizer:
             if updates:
                 done[name] = delta
         return done
+
+    def _sgd_all_active(self) -> None:
+        """The same SGD step with in-place operations: no masks when every member steps
+        (the common case, and 3-4 times fewer tensor operations per parameter)."""
+        for name, p in self.params:
+            if p.grad is None:
+                continue
+            grad = p.grad
+            if self.weight_decay:
+                grad = grad.add(p, alpha=self.weight_decay)
+            if self.momentum:
+                state = self.state[name]
+                if "buf" not in state:
+                    state["buf"] = grad.clone()
+                else:
+                    state["buf"].mul_(self.momentum).add_(grad)
+                grad = state["buf"]
+            p.addcmul_(grad, self._negative_lr(p))
+
+    def _negative_lr(self, p: torch.Tensor) -> torch.Tensor:
+        """``-lr`` shaped ``(S, 1, …)`` in ``p``'s dtype, made once per dtype and rank."""
+        key = (p.dtype, p.ndim)
+        if key not in self._neg_lr:
+            self._neg_lr[key] = (-self.lr).to(p.dtype).view((-1,) + (1,) * (p.ndim - 1))
+        return self._neg_lr[key]
 
     def _sgd(self, name, p, grad, lr, mask):
         if self.weight_decay:

@@ -130,19 +130,21 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         x, target = (_as(t, dtype) for t in task.batch(step))
         losses = task.losses(model(x), target)
         _stop(active, stopped_at, ~torch.isfinite(losses.detach()), step)
-        model.zero_grad(set_to_none=True)
+        for _, p in params:                 # model.zero_grad() walks the modules every step
+            p.grad = None
         torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
-        norms = _member_norms(params, n)
-        _stop(active, stopped_at, ~torch.isfinite(norms.sum(1)), step)
+        total = _total_norms(params, n)
+        _stop(active, stopped_at, ~torch.isfinite(total), step)
         loss_log[step] = torch.where(active, losses.detach().double(), float("nan"))
         if record:
             recorded.append(step)
+            norms = _member_norms(params, n)
             grad_rows.append(torch.where(active[:, None], norms, float("nan")).sqrt())
             if grad_callback is not None:
                 _zero_stopped_grads(params, active)
                 grad_callback(step, model)
         if clip is not None:
-            _clip(params, norms.sum(1).sqrt(), clip, active)
+            _clip(params, total, clip, active)
         data_std = _member_std([p.detach() for _, p in params], n) if record else None
         deltas = opt.step(active, updates=record)
         if record:
@@ -172,6 +174,23 @@ def _stop(active: torch.Tensor, stopped_at: np.ndarray, bad: torch.Tensor, step:
     newly = (bad & active).numpy()
     stopped_at[newly] = step
     active &= ~bad
+
+
+def _total_norms(params, n: int) -> torch.Tensor:
+    """Each member's global gradient norm ``(S,)``, from one concatenation of the gradients.
+
+    In the gradients' dtype; where that is not finite the norm is taken again in float64, so
+    that a finite float32 gradient whose norm overflows float32 is not mistaken for an
+    infinite one.
+    """
+    grads = [p.grad.detach().reshape(n, -1) for _, p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(n, dtype=torch.float64)
+    flat = torch.cat(grads, dim=1)
+    total = torch.linalg.vector_norm(flat, dim=1).double()
+    if not bool(torch.isfinite(total).all()):
+        total = torch.linalg.vector_norm(flat, dim=1, dtype=torch.float64)
+    return total
 
 
 def _member_norms(params, n: int) -> torch.Tensor:
