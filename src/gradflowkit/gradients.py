@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ensemble import EnsembleMLP
 from .nets import DeepMLP
 from .validation import check_finite, check_tensor
 
@@ -185,3 +186,108 @@ def layer_profile(model: DeepMLP, inputs: torch.Tensor, loss_fn: LossFn, *,
                                  "float64, or pass error_if_nonfinite=False to see the "
                                  "inf/nan values per layer")
     return LayerProfile(signal=signal, weight=weight, loss=float(loss.detach()))
+
+
+def member_backward_signals(model: EnsembleMLP, inputs: torch.Tensor, loss_fn: LossFn, *,
+                            depth: int | None = None) -> list[torch.Tensor]:
+    """The backward signal ``∂L_s/∂x_l`` of every member of an ensemble, per entry.
+
+    The net measured is the ensemble's stem (if any), its first ``depth`` blocks and its
+    head (if any): with ``depth`` below the ensemble's depth this is a shallower net whose
+    blocks and head have the same distribution as a freshly built one of that depth
+    (every block is an independent draw), so one deep ensemble serves several depths
+    (lesson 1's explorer). Parameter gradients are not touched.
+
+    Args:
+        model: an :class:`~gradflowkit.ensemble.EnsembleMLP`.
+        inputs: ``(batch, features)`` shared by the members, or ``(S, batch, features)``.
+        loss_fn: maps the output ``(S, batch, out)`` to the members' losses, shape ``(S,)``
+            (e.g. :func:`~gradflowkit.ensemble.member_cross_entropy` with the labels bound).
+        depth: number of blocks to use (default: all of them).
+
+    Returns:
+        ``depth + 1`` detached tensors ``(S, batch, width)``: ``∂L_s/∂x_0`` (the first
+        block's input) … ``∂L_s/∂x_depth`` (the last used block's output). Non-finite
+        values are left in.
+    """
+    if not isinstance(model, EnsembleMLP):
+        raise TypeError(f"model must be an EnsembleMLP, got {type(model).__name__}; for a "
+                        "single DeepMLP use input_gradients() or layer_profile()")
+    n_blocks = len(model.blocks)
+    depth = n_blocks if depth is None else int(depth)
+    if not 1 <= depth <= n_blocks:
+        raise ValueError(f"depth must be between 1 and the ensemble's {n_blocks} blocks, "
+                         f"got {depth}")
+    check_tensor("inputs", inputs)
+    x = inputs.detach()
+    if x.ndim == 2:
+        x = x.unsqueeze(0).expand(model.n_members, -1, -1)
+    if x.ndim != 3 or x.shape[0] != model.n_members:
+        raise ValueError(f"inputs must have shape (batch, features) or ({model.n_members}, "
+                         f"batch, features), got {tuple(inputs.shape)}")
+    x = x.requires_grad_(True)
+    h = model.stem(x) if model.stem is not None else x
+    states = [h]
+    for block in model.blocks[:depth]:
+        states.append(block(states[-1]))
+    out = model.head(states[-1]) if model.head is not None else states[-1]
+    losses = loss_fn(out)
+    if losses.shape != (model.n_members,):
+        raise ValueError(f"loss_fn must return one loss per member, shape "
+                         f"({model.n_members},), got {tuple(losses.shape)}")
+    grads = torch.autograd.grad(losses.sum(), states, allow_unused=True)
+    return [torch.zeros_like(s) if g is None else g.detach() for s, g in zip(states, grads)]
+
+
+def prefix_signal_profile(model: EnsembleMLP, inputs: torch.Tensor, loss_fn: LossFn, *,
+                          depth: int | None = None) -> np.ndarray:
+    """``‖∂L_s/∂x_l‖`` per member of the net made of an ensemble's first ``depth`` blocks.
+
+    With ``depth=None`` this equals :func:`~gradflowkit.ensemble.signal_profile`; see
+    :func:`member_backward_signals` for the arguments.
+
+    Returns:
+        Float64 array ``(S, depth + 1)``; column ``l`` is the norm over the batch of
+        ``∂L_s/∂x_l``.
+    """
+    grads = member_backward_signals(model, inputs, loss_fn, depth=depth)
+    return torch.stack([torch.linalg.vector_norm(g, dim=(1, 2), dtype=torch.float64)
+                        for g in grads], dim=1).numpy()
+
+
+def member_relative_change(before: Mapping[str, torch.Tensor],
+                           model: nn.Module) -> dict[str, np.ndarray]:
+    """How far training moved each member's parameters: ``‖θ_s − θ_s⁰‖ / ‖θ_s⁰‖``.
+
+    The ensemble counterpart of :func:`~gradflowkit.training.relative_change`: where a
+    layer's gradient vanished, its weights barely move (lesson 2).
+
+    Args:
+        before: ``{name: tensor}`` taken before training, e.g. by
+            :func:`~gradflowkit.training.snapshot`; every tensor has the member axis first.
+        model: the ensemble after training (parameters named as in ``before``).
+
+    Returns:
+        ``{name: float64 array (S,)}`` for every parameter in ``before``; a member whose
+        starting parameter is all zero (a zero-initialized bias) gets ``inf`` if it moved
+        and 0 if it did not.
+    """
+    params = dict(model.named_parameters())
+    missing = [name for name in before if name not in params]
+    if missing:
+        raise KeyError(f"model has no parameters {missing}; take the snapshot of the same "
+                       "model")
+    change = {}
+    with torch.no_grad():
+        for name, start in before.items():
+            now = params[name].detach()
+            if now.shape != start.shape or now.ndim < 1:
+                raise ValueError(f"{name}: shape {tuple(now.shape)} does not match the "
+                                 f"snapshot's {tuple(start.shape)} (or has no member axis)")
+            flat = lambda t: t.reshape(t.shape[0], -1).double()  # noqa: E731
+            moved = torch.linalg.vector_norm(flat(now) - flat(start), dim=1)
+            size = torch.linalg.vector_norm(flat(start), dim=1)
+            zero_start = torch.where(moved > 0, torch.inf, 0.0).to(moved.dtype)
+            change[name] = torch.where(size > 0, moved / size.clamp_min(1e-300),
+                                       zero_start).numpy()
+    return change

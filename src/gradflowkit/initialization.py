@@ -85,3 +85,44 @@ def init_linear_(layer: nn.Linear, scheme: str, *, scale: float = 1.0,
     if layer.bias is not None:
         layer.bias.zero_()
     return layer
+
+
+def init_weights(scheme: str, shape: tuple[int, ...], *, scale: float = 1.0,
+                 generator: torch.Generator | None = None,
+                 dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A stack of independent weight matrices drawn by ``scheme``, all at once.
+
+    For many random nets at once (lesson 6): ``shape = (members, depth, fan_out, fan_in)``
+    draws ``members × depth`` matrices in one call instead of building as many
+    ``nn.Linear`` layers. Each matrix has the distribution :func:`init_linear_` gives a
+    layer of that shape.
+
+    Args:
+        scheme: one of :data:`INITS`.
+        shape: ``(..., fan_out, fan_in)``, at least 2 dimensions.
+        scale: extra multiplier on the weights (default 1.0).
+        generator: random generator (default: torch's global one).
+        dtype: of the draws and the result (default float32; float64 where a derivation
+            is checked).
+
+    Returns:
+        A tensor of ``shape``. Orthogonal matrices are the Q of a QR decomposition of a
+        Gaussian matrix with the sign fix that makes them Haar-distributed.
+    """
+    check_choice("scheme", scheme, INITS)
+    scale = check_float("scale", scale, nonnegative=True)
+    shape = tuple(check_int("shape entry", k, minimum=1) for k in shape)
+    if len(shape) < 2:
+        raise ValueError(f"shape must have at least 2 entries (fan_out, fan_in), got {shape}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    *lead, fan_out, fan_in = shape
+    if scheme == "orthogonal":
+        a = torch.randn(*lead, max(fan_in, fan_out), min(fan_in, fan_out),
+                        generator=generator, dtype=dtype)
+        q, r = torch.linalg.qr(a)
+        q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+        w = q if fan_out >= fan_in else q.transpose(-2, -1)
+        return w * scale
+    std = init_std(scheme, fan_in, fan_out)
+    return torch.randn(*shape, generator=generator, dtype=dtype) * (std * scale)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from .activations import derivative
+from .activations import derivative, make_activation
 from .validation import check_tensor
 
 
@@ -116,3 +116,40 @@ def singular_values(matrix: torch.Tensor) -> torch.Tensor:
 
 def _has_batch_norm(module: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def stack_jacobian(weights: torch.Tensor, activation: str, x: torch.Tensor) -> torch.Tensor:
+    """Input-output Jacobian of each of ``S`` nets ``x ↦ f(W_L ⋯ f(W_1 x))`` at one input.
+
+    The product ``∏_l diag(f'(z_l)) W_l`` of the closed-form layer Jacobians
+    (:func:`dense_layer_jacobian`), for a stack of nets without biases, all at once
+    (lesson 6). With ``activation="identity"`` it is the plain product ``W_L ⋯ W_1``.
+
+    Args:
+        weights: ``(S, L, n, n)``, layer 1 first.
+        activation: the name of ``f``.
+        x: ``(n,)`` shared by the members, or ``(S, n)``: the point of each member.
+
+    Returns:
+        ``(S, n, n)``: ``∂x_{L+1}/∂x_1`` of every member, in the weights' dtype.
+    """
+    check_tensor("weights", weights, ndim=4)
+    members, depth, n_out, n_in = weights.shape
+    if n_out != n_in:
+        raise ValueError(f"weights must be square per layer, got {n_out}×{n_in}")
+    check_tensor("x", x)
+    x = x.to(weights.dtype)
+    if x.ndim == 1:
+        x = x.expand(members, -1)
+    if x.shape != (members, n_in):
+        raise ValueError(f"x must have shape ({n_in},) or ({members}, {n_in}), got "
+                         f"{tuple(x.shape)}")
+    f = make_activation(activation)
+    product = torch.eye(n_in, dtype=weights.dtype).expand(members, -1, -1)
+    with torch.no_grad():
+        for layer in range(depth):
+            w = weights[:, layer]
+            z = torch.bmm(w, x.unsqueeze(-1)).squeeze(-1)
+            product = torch.bmm(derivative(activation, z).unsqueeze(-1) * w, product)
+            x = f(z)
+    return product

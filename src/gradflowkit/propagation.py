@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .activations import derivative, make_activation
 from .gradients import capture_inputs
 from .nets import DeepMLP
 from .validation import check_tensor
@@ -140,3 +141,71 @@ def relu_residual_moments(depth: int, *, mean_square: float = 1.0, mean: float =
         q.append(q[-1] * (1 + branch_scale**2) + 2 * branch_scale * m[-1] * r)
         m.append(m[-1] + branch_scale * r)
     return np.array(q), np.array(m)
+
+
+class StackStats(NamedTuple):
+    """Per-member, per-layer standard deviations of a stack of random nets (lesson 6)."""
+
+    forward: np.ndarray    # (S, L+1) std of x_l; column 0 is the input
+    backward: np.ndarray   # (S, L+1) std of ∂L/∂x_l; the last column is the output gradient's
+    preact: np.ndarray     # (S, L) std of z_l = W_l x_l
+    rms_slope: np.ndarray  # (S, L) sqrt(mean f'(z_l)²) over the batch and the units
+
+
+@torch.no_grad()
+def stack_signal_stats(weights: torch.Tensor, activation: str, inputs: torch.Tensor, *,
+                       generator: torch.Generator | None = None,
+                       grad_output: torch.Tensor | None = None) -> StackStats:
+    """Forward and backward standard deviations per layer of ``S`` nets ``x ↦ f(W_l x)``.
+
+    Every member ``s`` is the plain net ``x_{l+1} = f(W[s, l] x_l)`` without biases (biases
+    start at zero). The backward pass sends a standard-normal output gradient back through
+    the transposed Jacobians, ``∂L/∂x_l = W_lᵀ (f'(z_l) ⊙ ∂L/∂x_{l+1})``, computed by hand
+    with :func:`~gradflowkit.activations.derivative` (the unit tests compare it with
+    autograd): the stack counterpart of :func:`signal_stats`.
+
+    Args:
+        weights: ``(S, L, n, n)``, e.g. from :func:`~gradflowkit.initialization.init_weights`.
+        activation: the name of ``f``.
+        inputs: ``(batch, n)`` shared by the members, or ``(S, batch, n)``.
+        generator: for the output gradient (default: torch's global generator).
+        grad_output: the output gradient ``(S, batch, n)`` itself, instead of a draw.
+
+    Returns:
+        A :class:`StackStats`: population standard deviations over the batch and the
+        units, computed in the weights' dtype and returned as float64 arrays.
+    """
+    check_tensor("weights", weights, ndim=4)
+    members, depth, n_out, n_in = weights.shape
+    if n_out != n_in:
+        raise ValueError(f"weights must be square per layer, got {n_out}×{n_in}")
+    check_tensor("inputs", inputs)
+    x = inputs.to(weights.dtype)
+    if x.ndim == 2:
+        x = x.unsqueeze(0).expand(members, -1, -1)
+    if x.ndim != 3 or x.shape[0] != members or x.shape[2] != n_in:
+        raise ValueError(f"inputs must have shape (batch, {n_in}) or ({members}, batch, "
+                         f"{n_in}), got {tuple(inputs.shape)}")
+    std = lambda t: t.flatten(1).std(1, correction=0).double()  # noqa: E731 - per member
+    f = make_activation(activation)
+    states, slopes, preact = [x], [], []
+    for layer in range(depth):
+        z = torch.bmm(states[-1], weights[:, layer].transpose(1, 2))
+        preact.append(std(z))
+        slopes.append(derivative(activation, z))
+        states.append(f(z))
+    if grad_output is None:
+        grad_output = torch.randn(states[-1].shape, generator=generator, dtype=weights.dtype)
+    elif tuple(grad_output.shape) != tuple(states[-1].shape):
+        raise ValueError(f"grad_output must have shape {tuple(states[-1].shape)}, got "
+                         f"{tuple(grad_output.shape)}")
+    grads = [grad_output.to(weights.dtype)]
+    for layer in reversed(range(depth)):
+        grads.append(torch.bmm(slopes[layer] * grads[-1], weights[:, layer]))
+    grads.reverse()
+    column = lambda ts: torch.stack(ts, dim=1).numpy()  # noqa: E731
+    return StackStats(
+        forward=column([std(s) for s in states]),
+        backward=column([std(g) for g in grads]),
+        preact=column(preact),
+        rms_slope=column([s.square().flatten(1).mean(1).sqrt().double() for s in slopes]))
