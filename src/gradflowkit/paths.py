@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ensemble import StackedBatchNorm
 from .validation import check_int
 
 
@@ -171,3 +172,96 @@ def skipping(model: nn.Module, dropped: Sequence[int]) -> Iterator[nn.Module]:
     finally:
         for i, block in saved.items():
             blocks[i] = block
+
+
+def _has_training_batch_norm(block: nn.Module) -> bool:
+    return any(isinstance(m, (nn.modules.batchnorm._BatchNorm, StackedBatchNorm))
+               and m.training for m in block.modules())
+
+
+def row_jacobians(blocks: Sequence[nn.Module], x: torch.Tensor) -> list[torch.Tensor]:
+    """Jacobian of each block at every row of a batch, for many inputs (and members) at once.
+
+    The batched counterpart of :func:`~gradflowkit.jacobians.block_jacobians`: the blocks
+    must act on each row separately (no batch norm in training mode), as the blocks of a
+    :class:`~gradflowkit.nets.DeepMLP` or an :class:`~gradflowkit.ensemble.EnsembleMLP` in
+    eval mode or without normalization do. Each row is repeated ``w`` times and one
+    backward pass per block gives all ``w`` rows of every Jacobian.
+
+    Args:
+        blocks: callables applied in order, each mapping ``(..., batch, w)`` to
+            ``(..., batch, w)`` (e.g. ``model.blocks``).
+        x: the input of the first block, ``(..., batch, w)``: ``(batch, w)`` for a
+            ``DeepMLP``, ``(S, batch, w)`` for an ensemble.
+
+    Returns:
+        ``[J_0, J_1, …]``, each ``(..., batch, w, w)`` with
+        ``J_i[..., b, j, k] = ∂x_{i+1}[..., b, j] / ∂x_i[..., b, k]`` along the forward pass
+        that starts at ``x``.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim < 2:
+        raise ValueError(f"x must be a tensor of shape (..., batch, width), got "
+                         f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+    for i, block in enumerate(blocks):
+        if isinstance(block, nn.Module) and _has_training_batch_norm(block):
+            raise ValueError(f"blocks[{i}] has batch norm in training mode, whose output for "
+                             "one row depends on the batch; call model.eval() first")
+    *lead, batch, w = x.shape
+    with torch.no_grad():
+        states = [x.detach()]
+        for block in blocks:
+            states.append(block(states[-1]))
+    seed = torch.eye(w, dtype=x.dtype).expand(*lead, batch, w, w).reshape(*lead, batch * w, w)
+    jacobians = []
+    for i, (block, xi) in enumerate(zip(blocks, states)):
+        rep = xi.unsqueeze(-2).expand(*lead, batch, w, w).reshape(*lead, batch * w, w)
+        rep = rep.clone().requires_grad_(True)
+        out = block(rep)
+        if out.shape != rep.shape:
+            raise ValueError(f"blocks[{i}] must keep the width {w}; it maps "
+                             f"{tuple(rep.shape)} to {tuple(out.shape)}")
+        (rows,) = torch.autograd.grad(out, rep, grad_outputs=seed)   # row j = e_jᵀ J
+        jacobians.append(rows.reshape(*lead, batch, w, w))
+    return jacobians
+
+
+def path_profiles(jacobians: Sequence[torch.Tensor], grad: torch.Tensor) -> PathProfile:
+    """:func:`path_profile` for a batch of inputs (and members) at once.
+
+    Args:
+        jacobians: branch Jacobians in forward order, each ``(..., w, w)`` (leading axes as
+            ``grad``'s, e.g. ``(S, batch)``), ``n <= 16`` of them.
+        grad: ``∂L/∂x_n`` at the output, ``(..., w)``.
+
+    Returns:
+        A :class:`PathProfile` whose ``per_path``, ``total`` and ``term`` have shape
+        ``(..., n + 1)`` (one profile per leading index); ``count`` is ``(n + 1,)``.
+        Entry ``[..., k]`` equals :func:`path_profile` of that input.
+    """
+    n = len(jacobians)
+    if n == 0:
+        raise ValueError("jacobians must hold at least one matrix")
+    if n > 16:
+        raise ValueError(f"2^{n} paths are too many to enumerate; use path_length_terms")
+    w = grad.shape[-1]
+    lead = grad.shape[:-1]
+    for i, J in enumerate(jacobians):
+        if J.shape != (*lead, w, w):
+            raise ValueError(f"jacobians[{i}] must have shape {(*lead, w, w)} to match grad "
+                             f"{tuple(grad.shape)}, got {tuple(J.shape)}")
+    grads = grad.unsqueeze(-2)                       # (..., paths so far, w)
+    ids = np.zeros(1, dtype=np.int64)
+    terms = [grad]                                    # terms[k]: sum of length-k paths
+    for done, i in enumerate(reversed(range(n))):
+        J = jacobians[i]
+        grads = torch.cat([grads, grads @ J], dim=-2)   # skip branch i, or go through it
+        ids = np.concatenate([ids, ids | (1 << i)])
+        through = [(t.unsqueeze(-2) @ J).squeeze(-2) for t in terms]
+        terms = [terms[0]] + [terms[k] + through[k - 1] for k in range(1, done + 1)] \
+            + [through[done]]
+    lengths = np.array([bin(int(p)).count("1") for p in ids], dtype=np.int64)
+    norms = torch.linalg.vector_norm(grads, dim=-1).cpu().numpy()      # (..., 2^n)
+    count = path_length_counts(n)
+    per_path = np.stack([norms[..., lengths == k].mean(-1) for k in range(n + 1)], axis=-1)
+    term = torch.stack([torch.linalg.vector_norm(t, dim=-1) for t in terms], dim=-1)
+    return PathProfile(count, per_path, count * per_path, term.cpu().numpy())
