@@ -7,11 +7,16 @@ norm equals the norm of the same filter of the weights,
 
     d_{i,j} ← d_{i,j} / ‖d_{i,j}‖ · ‖θ_{i,j}‖,
 
-and the directions of biases and batch-norm parameters are set to zero (the paper's
+(``d_{i,j}`` is filter ``j`` of layer ``i``, as in the paper), and the directions of biases and batch-norm parameters are set to zero (the paper's
 "ignore biasbn"). For a fully-connected layer a filter is one row of the weight matrix (the
 weights into one unit), so a random step of size ``α = 1`` changes each unit's weights by as
 much as their own size, whatever the scale of that layer. This makes slices of different
 networks comparable.
+
+For an ensemble (:class:`~gradflowkit.ensemble.EnsembleMLP`, parameters with the member
+axis first), :func:`member_filter_normalized_direction` draws one direction per member and
+:func:`member_loss_surface` evaluates every member's slice in one pass per grid point
+(lesson 13).
 """
 
 from __future__ import annotations
@@ -115,3 +120,90 @@ def grid_local_minima(z: np.ndarray) -> int:
             if di or dj:
                 lower &= centre < z[1 + di:z.shape[0] - 1 + di, 1 + dj:z.shape[1] - 1 + dj]
     return int(lower.sum())
+
+
+def member_filter_normalized_direction(model: nn.Module, *,
+                                       generator: torch.Generator | None = None,
+                                       eps: float = 1e-12) -> Direction:
+    """One filter-normalized random direction per member of an ensemble.
+
+    As :func:`filter_normalized_direction`, with the member axis first: every parameter with
+    3 or more dimensions, ``(S, out, in, …)``, is a stack of weights whose filters are the
+    slices ``[s, j]``; parameters with 1 or 2 dimensions (biases and normalization
+    parameters, ``(S, width)``) get zero directions.
+
+    Args:
+        model: an ensemble such as :class:`~gradflowkit.ensemble.EnsembleMLP`.
+        generator: random generator for the Gaussian draw (default: torch's global one).
+        eps: guard against dividing by a zero-norm random row.
+
+    Returns:
+        ``{name: tensor}`` like ``model.named_parameters()``; member ``s``'s filter ``j`` of
+        every weight has the norm of the same filter of member ``s``'s weights.
+    """
+    direction = {}
+    for name, p in model.named_parameters():
+        if p.ndim < 3:
+            direction[name] = torch.zeros_like(p, requires_grad=False)
+            continue
+        w = p.detach()
+        d = torch.randn(w.shape, generator=generator, dtype=w.dtype)
+        rows_w = w.flatten(2).norm(dim=2)
+        rows_d = d.flatten(2).norm(dim=2)
+        scale = (rows_w / rows_d.clamp_min(eps)).reshape(*w.shape[:2], *([1] * (w.ndim - 2)))
+        direction[name] = d * scale
+    return direction
+
+
+MemberLossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@torch.no_grad()
+def member_loss_surface(model: nn.Module, inputs: torch.Tensor, loss_fn: MemberLossFn,
+                        directions: Sequence[Direction],
+                        coords: Sequence[Sequence[float] | np.ndarray]) -> np.ndarray:
+    """:func:`loss_surface` for every member of an ensemble at once.
+
+    Member ``s`` is evaluated at ``θ_s + Σ_k c_k d_k[s]``: the coefficients are shared, the
+    directions (from :func:`member_filter_normalized_direction`) are the member's own.
+
+    Args:
+        model: the ensemble at the centre point.
+        inputs: the batch, ``(batch, features)`` shared or ``(S, batch, features)``.
+        loss_fn: maps the output ``(S, batch, out)`` to the members' losses, shape ``(S,)``.
+        directions: one or two directions with the model's parameter names.
+        coords: one array of coefficients per direction.
+
+    Returns:
+        Float64 array ``(S, len(coords[0]))`` for one direction, ``(S, len(coords[1]),
+        len(coords[0]))`` for two (rows of each member's grid follow the second direction).
+        Parameters and buffers are restored afterwards.
+    """
+    check_tensor("inputs", inputs)
+    if len(directions) not in (1, 2) or len(coords) != len(directions):
+        raise ValueError("pass one or two directions and one coordinate array per direction")
+    params = dict(model.named_parameters())
+    for d in directions:
+        if set(d) != set(params):
+            raise ValueError("a direction must have exactly the model's parameter names")
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    centre = {k: p.detach().clone() for k, p in params.items()}
+    grids = np.meshgrid(*[np.asarray(c, dtype=float) for c in reversed(coords)],
+                        indexing="ij")[::-1]
+    losses = None
+    try:
+        for idx in np.ndindex(grids[0].shape):
+            for name, p in params.items():
+                p.copy_(centre[name])
+                for d, g in zip(directions, grids):
+                    p.add_(d[name], alpha=float(g[idx]))
+            value = loss_fn(model(inputs)).double().numpy()
+            if losses is None:
+                if value.ndim != 1:
+                    raise ValueError("loss_fn must return one loss per member, shape (S,), "
+                                     f"got shape {value.shape}")
+                losses = np.empty((value.shape[0], *grids[0].shape))
+            losses[(slice(None), *idx)] = value
+    finally:
+        model.load_state_dict(saved)
+    return losses
