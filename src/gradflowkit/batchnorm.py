@@ -2,9 +2,9 @@
 
 - :func:`batchnorm_forward` and :func:`batchnorm_backward`: training-mode batch
   normalization of a ``(batch, features)`` array and its backward pass, in closed form;
-- :func:`sgd_norm_trace`: plain SGD (optionally with weight decay) on a classifier,
-  recording the norm of one weight matrix, its gradient and their inner product at every
-  step, to watch a scale-invariant weight grow.
+- :class:`WeightNormTrace`: callbacks for :func:`~gradflowkit.trainer.train` that record,
+  per member of an ensemble, the squared norm of one weight matrix, of its gradient and
+  their inner product at every step, to watch a scale-invariant weight grow under SGD.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .data import Split
-from .validation import check_float, check_int, check_tensor
+from .validation import check_float, check_tensor
 
 
 @dataclass(frozen=True)
@@ -79,61 +77,70 @@ def batchnorm_backward(dy: torch.Tensor, cache: BatchNormCache
     return dz, (dy * cache.x_hat).sum(dim=0), dy.sum(dim=0)
 
 
-@dataclass(frozen=True)
-class NormTrace:
-    """What :func:`sgd_norm_trace` recorded; arrays have one entry per step."""
+class WeightNormTrace:
+    """Record ``‖W_t‖²``, ``‖g_t‖²`` and ``⟨g_t, W_t⟩`` of one weight, per member, in training.
 
-    norm_sq: np.ndarray    # ‖W_t‖² before step t, and after the last step (steps + 1 entries)
-    grad_sq: np.ndarray    # ‖∇_W L‖² of the loss alone (no weight decay), at step t
-    inner: np.ndarray      # ⟨∇_W L, W_t⟩ at step t
-    loss: np.ndarray       # training loss at step t
-
-
-def sgd_norm_trace(model: nn.Module, weight: torch.Tensor, data: Split, *, steps: int,
-                   lr: float, weight_decay: float = 0.0, batch_size: int = 64,
-                   seed: int = 0) -> NormTrace:
-    """Train ``model`` with cross-entropy and plain SGD, recording one weight's norm.
-
-    Every parameter gets ``θ ← θ − η (∇L + λ θ)`` (``torch.optim.SGD``, no momentum).
+    Pass :meth:`WeightNormTrace.callback` and :meth:`WeightNormTrace.grad_callback` to
+    :func:`~gradflowkit.trainer.train` with ``record_every=1``: the first sees ``W_t`` before step ``t`` (and the weight after
+    the last step), the second the loss gradient ``g_t = ∇_W L`` after the backward pass,
+    before clipping, weight decay and the update. For a weight followed by batch
+    normalization ``⟨g_t, W_t⟩ ≈ 0``, so plain SGD grows the norm by ``η²‖g_t‖²`` per step.
 
     Args:
-        model: maps ``(batch, features)`` to logits; trained in place.
-        weight: the parameter of ``model`` to watch (e.g. a weight followed by batch norm).
-        data: the :class:`~gradflowkit.data.Split` whose training part to use.
-        steps: SGD steps (>= 1).
-        lr: learning rate η (> 0).
-        weight_decay: λ (default 0).
-        batch_size: rows per step (default 64).
-        seed: seed of the mini-batch order (default 0).
-
-    Returns:
-        A :class:`NormTrace`. Raises ``FloatingPointError`` if the loss is not finite.
+        name: the weight's name in ``model.named_parameters()``, e.g.
+            ``"blocks.0.linear.weight"`` of an :class:`~gradflowkit.ensemble.EnsembleMLP`
+            (member axis first).
     """
-    steps = check_int("steps", steps, minimum=1)
-    batch_size = check_int("batch_size", batch_size, minimum=2)
-    if not any(p is weight for p in model.parameters()):
-        raise ValueError("weight must be one of model.parameters()")
-    optimizer = torch.optim.SGD(model.parameters(), lr=check_float("lr", lr, positive=True),
-                                weight_decay=check_float("weight_decay", weight_decay,
-                                                         nonnegative=True))
-    gen = torch.Generator().manual_seed(check_int("seed", seed))
-    n = len(data.y_train)
-    norm_sq, grad_sq, inner, losses = [], [], [], []
-    model.train()
-    for step in range(steps):
-        idx = torch.randperm(n, generator=gen)[:batch_size]
-        loss = F.cross_entropy(model(data.x_train[idx].to(weight.dtype)), data.y_train[idx])
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; "
-                                     "lower lr")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        w, g = weight.detach(), weight.grad.detach()
-        norm_sq.append(float((w * w).sum()))
-        grad_sq.append(float((g * g).sum()))
-        inner.append(float((g * w).sum()))
-        losses.append(loss.item())
-        optimizer.step()
-    norm_sq.append(float((weight.detach() ** 2).sum()))
-    return NormTrace(norm_sq=np.array(norm_sq), grad_sq=np.array(grad_sq),
-                     inner=np.array(inner), loss=np.array(losses))
+
+    def __init__(self, name: str):
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a parameter name such as "
+                             f"'blocks.0.linear.weight', got {name!r}")
+        self.name = name
+        self._norm_sq: list[np.ndarray] = []
+        self._grad_sq: list[np.ndarray] = []
+        self._inner: list[np.ndarray] = []
+
+    def _weight(self, model: nn.Module) -> torch.Tensor:
+        params = dict(model.named_parameters())
+        if self.name not in params:
+            raise ValueError(f"the model has no parameter {self.name!r}; it has "
+                             f"{list(params)[:6]}...")
+        return params[self.name]
+
+    @torch.no_grad()
+    def callback(self, step: int, model: nn.Module) -> None:
+        """Record ``‖W‖²`` of every member (trainer ``callback``)."""
+        w = self._weight(model).detach()
+        self._norm_sq.append(_member_dot(w, w))
+
+    @torch.no_grad()
+    def grad_callback(self, step: int, model: nn.Module) -> None:
+        """Record ``‖g‖²`` and ``⟨g, W⟩`` of every member (trainer ``grad_callback``)."""
+        w = self._weight(model)
+        if w.grad is None:
+            raise ValueError(f"{self.name} has no gradient: call this after backward")
+        g, w = w.grad.detach(), w.detach()
+        self._grad_sq.append(_member_dot(g, g))
+        self._inner.append(_member_dot(g, w))
+
+    @property
+    def norm_sq(self) -> np.ndarray:
+        """``(S, steps + 1)``: ``‖W_t‖²`` before every step and after the last one."""
+        return np.stack(self._norm_sq, axis=1)
+
+    @property
+    def grad_sq(self) -> np.ndarray:
+        """``(S, steps)``: ``‖∇_W L‖²`` of the loss alone at every step."""
+        return np.stack(self._grad_sq, axis=1)
+
+    @property
+    def inner(self) -> np.ndarray:
+        """``(S, steps)``: ``⟨∇_W L, W_t⟩`` at every step."""
+        return np.stack(self._inner, axis=1)
+
+
+def _member_dot(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    """Per-member ``Σ a·b`` over all but the first axis, in float64."""
+    n = a.shape[0]
+    return (a.reshape(n, -1).double() * b.reshape(n, -1).double()).sum(1).numpy()

@@ -1,22 +1,28 @@
 """Recurrent nets on the adding problem, and gated cells written out by hand (lesson 9).
 
-- :func:`adding_problem`: the long-range task of Hochreiter & Schmidhuber (1997);
+- :func:`adding_problem`: the long-range task in the form of Le, Jaitly & Hinton (2015)
+  and Arjovsky, Shah & Bengio (2016);
 - :class:`SequenceRegressor`: a tanh RNN, LSTM or GRU with a linear read-out of the last
   hidden state;
 - :func:`lstm_cell` and :func:`gru_cell`: one step of ``nn.LSTM`` / ``nn.GRU``, written out so
-  the gates can be inspected (same weights, same equations as PyTorch);
-- :func:`train_regressor`: a seeded Adam loop on fresh adding-problem batches;
-- :func:`gradient_by_distance`: ``‖∂L/∂x_t‖`` against the distance ``T − t`` to the end.
+  the gates can be inspected (same weights, same equations as PyTorch); :func:`lstm_steps`
+  runs the LSTM cell over a whole sequence;
+- :func:`gradient_by_distance`: ``‖∂L/∂x_t‖`` against the distance ``T − t`` to the end;
+- :class:`PredrawnAddingTask`: the adding problem as a task for
+  :func:`~gradflowkit.trainer.train`, with every batch drawn at the start;
+- :func:`first_step_below`: when a training curve first gets below a level (the "steps to
+  solve" of an ensemble trained with :func:`~gradflowkit.trainer.train`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from .seeding import derive_seed
 from .validation import check_choice, check_float, check_int, check_tensor
 
 #: Recurrent cells a :class:`SequenceRegressor` can use.
@@ -30,7 +36,9 @@ def adding_problem(n: int, length: int, *, generator: torch.Generator | None = N
     Each sequence has two channels: values drawn from U(0, 1), and a marker that is 1 at
     two time steps (one in each half of the sequence) and 0 elsewhere. The target is the sum
     of the two marked values, so always predicting its mean, 1, has mean squared error
-    Var(U1 + U2) = 2/12 = 1/6.
+    Var(U1 + U2) = 2/12 = 1/6. This is the variant of Le, Jaitly & Hinton (2015) and
+    Arjovsky, Shah & Bengio (2016); the adding problem of Hochreiter & Schmidhuber (1997),
+    where the task comes from, differs in its value range, marker positions and target.
 
     Args:
         n: number of sequences (>= 1).
@@ -170,55 +178,6 @@ def gru_cell(x: torch.Tensor, h: torch.Tensor, gru: nn.GRU) -> torch.Tensor:
     return (1 - z) * n + z * h
 
 
-@dataclass
-class Curve:
-    """What :func:`train_regressor` recorded."""
-
-    loss: list[float] = field(default_factory=list)   # training MSE at every step
-    final_mse: float = float("nan")   # MSE on a fresh held-out batch after training
-
-
-def train_regressor(model: SequenceRegressor, *, length: int, steps: int, lr: float,
-                    batch_size: int = 64, test_size: int = 1000, clip: float | None = 1.0,
-                    seed: int = 0) -> Curve:
-    """Train on fresh adding-problem batches with Adam and the mean squared error.
-
-    Args:
-        model: trained in place.
-        length: sequence length T.
-        steps: Adam steps (>= 1), one fresh batch each.
-        lr: Adam's learning rate (> 0).
-        batch_size: sequences per step (default 64).
-        test_size: sequences in the held-out batch for ``final_mse`` (default 1000).
-        clip: global gradient-norm clipping threshold (default 1.0; None for none).
-        seed: seed of the data (default 0); the test batch uses a separate stream.
-
-    Returns:
-        A :class:`Curve`. Raises ``FloatingPointError`` if the loss becomes inf or NaN.
-    """
-    steps = check_int("steps", steps, minimum=1)
-    optimizer = torch.optim.Adam(model.parameters(), lr=check_float("lr", lr, positive=True))
-    gen = torch.Generator().manual_seed(check_int("seed", seed))
-    curve = Curve()
-    model.train()
-    for step in range(steps):
-        x, y = adding_problem(batch_size, length, generator=gen)
-        loss = ((model(x) - y) ** 2).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; "
-                                     "lower lr or clip the gradient")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        optimizer.step()
-        curve.loss.append(loss.item())
-    x, y = adding_problem(test_size, length, generator=torch.Generator().manual_seed(seed + 10**6))
-    with torch.no_grad():
-        curve.final_mse = float(((model(x) - y) ** 2).mean())
-    return curve
-
-
 def gradient_by_distance(model: SequenceRegressor, x: torch.Tensor,
                          y: torch.Tensor) -> np.ndarray:
     """``‖∂L/∂x_t‖`` for every time step, with L the batch's mean squared error.
@@ -238,3 +197,112 @@ def gradient_by_distance(model: SequenceRegressor, x: torch.Tensor,
     (grad,) = torch.autograd.grad(loss, x)
     per_step = torch.linalg.vector_norm(grad, dim=(0, 2), dtype=torch.float64)
     return per_step.flip(0).numpy()
+
+
+@torch.no_grad()
+def lstm_steps(x: torch.Tensor, lstm: nn.LSTM) -> list[LSTMStep]:
+    """Run :func:`lstm_cell` over a whole sequence from zero states, without gradients.
+
+    Args:
+        x: inputs ``(batch, T, in_features)``.
+        lstm: a one-layer ``nn.LSTM`` (e.g. ``SequenceRegressor("lstm", …).rnn``).
+
+    Returns:
+        ``T`` :class:`LSTMStep` records, one per time step (gates and states of every
+        sequence and unit).
+    """
+    check_tensor("x", x, ndim=3)
+    h = c = x.new_zeros(x.shape[0], lstm.hidden_size)
+    steps = []
+    for t in range(x.shape[1]):
+        step = lstm_cell(x[:, t], h, c, lstm)
+        h, c = step.h, step.c
+        steps.append(step)
+    return steps
+
+
+def first_step_below(loss: np.ndarray, threshold: float, window: int = 10) -> np.ndarray:
+    """The first step at which each member's moving-average loss is below ``threshold``.
+
+    Args:
+        loss: ``(S, steps)`` training losses, e.g. ``TrainRecord.loss`` (NaN after a member
+            stopped: such windows never count as below).
+        threshold: the level (> 0).
+        window: steps in the trailing moving average (default 10).
+
+    Returns:
+        Int array ``(S,)``: the last step ``k`` of the first window ``k − window + 1 … k``
+        whose mean is below ``threshold``, or -1 where no window is.
+    """
+    loss = np.asarray(loss, dtype=float)
+    if loss.ndim != 2:
+        raise ValueError(f"loss must be (members, steps), got shape {loss.shape}")
+    threshold = check_float("threshold", threshold, positive=True)
+    window = check_int("window", window, minimum=1)
+    if window > loss.shape[1]:
+        raise ValueError(f"window {window} is longer than the run ({loss.shape[1]} steps)")
+    kernel = np.ones(window) / window
+    out = np.full(loss.shape[0], -1)
+    for i, row in enumerate(loss):
+        below = np.convolve(row, kernel, mode="valid") < threshold   # NaN compares False
+        if below.any():
+            out[i] = int(np.argmax(below)) + window - 1
+    return out
+
+
+class PredrawnAddingTask:
+    """The adding problem as a task for :func:`~gradflowkit.trainer.train`, every batch drawn
+    at the start.
+
+    The same task as :class:`~gradflowkit.tasks.AddingTask` (fresh sequences of length
+    ``length`` for every step and member, mean squared error, the same held-out batch), but
+    member ``i``'s batches for the whole run come from one call,
+    ``adding_problem(steps * batch_size, length)`` with the generator seeded by
+    ``seeds[i]``, and step ``k`` takes rows ``k·batch_size … (k+1)·batch_size − 1``. One
+    call per member instead of one per member and step: on a CPU the per-step calls cost
+    about a tenth of training a small ensemble.
+
+    Args:
+        length: sequence length T (>= 2).
+        batch_size: sequences per step and member (default 64).
+        test_size: sequences in the held-out batch (default 1000).
+    """
+
+    def __init__(self, length: int, batch_size: int = 64, test_size: int = 1000):
+        self.length = check_int("length", length, minimum=2)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.test_size = check_int("test_size", test_size, minimum=1)
+        self._x: torch.Tensor | None = None
+        self._y: torch.Tensor | None = None
+
+    def start(self, seeds, steps: int) -> None:
+        """Draw every member's batches for ``steps`` steps."""
+        steps = check_int("steps", steps, minimum=1)
+        xs, ys = [], []
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+            x, y = adding_problem(steps * self.batch_size, self.length, generator=gen)
+            xs.append(x.view(steps, self.batch_size, self.length, 2))
+            ys.append(y.view(steps, self.batch_size))
+        self._x, self._y = torch.stack(xs, dim=1), torch.stack(ys, dim=1)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(S, batch, T, 2)`` and targets ``(S, batch)`` of ``step``."""
+        if self._x is None:
+            raise RuntimeError("call start(seeds, steps) before batch()")
+        return self._x[step], self._y[step]
+
+    def losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each member's mean squared error, shape ``(S,)``."""
+        return ((out - target) ** 2).mean(1)
+
+    def test_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held-out batch of :class:`~gradflowkit.tasks.AddingTask` of this length."""
+        gen = torch.Generator().manual_seed(derive_seed("adding-test", self.length))
+        return adding_problem(self.test_size, self.length, generator=gen)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Each member's MSE on :meth:`PredrawnAddingTask.test_batch`."""
+        x, y = self.test_batch()
+        return {"test_mse": ((model(x) - y) ** 2).mean(1).double().numpy()}

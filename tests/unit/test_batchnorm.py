@@ -1,15 +1,19 @@
-"""Unit tests of gradflowkit.batchnorm against nn.BatchNorm1d and float64 autograd."""
+"""Unit tests of gradflowkit.batchnorm against nn.BatchNorm1d, float64 autograd, and a
+plain torch.optim.SGD loop per member."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from gradflowkit.batchnorm import batchnorm_backward, batchnorm_forward, sgd_norm_trace
+from gradflowkit.batchnorm import WeightNormTrace, batchnorm_backward, batchnorm_forward
 from gradflowkit.data import Split
-from gradflowkit.nets import DeepMLP
+from gradflowkit.ensemble import EnsembleMLP
+from gradflowkit.tasks import ClassificationTask, batch_indices
+from gradflowkit.trainer import train
 
 
 @pytest.mark.parametrize("eps", [1e-5, 1e-12])
@@ -59,33 +63,47 @@ def _toy_split(n=64, d=8, classes=3, seed=0):
     return Split(x_train=x, y_train=y, x_test=x, y_test=y)
 
 
-def test_sgd_norm_trace_records_the_update(seeded):
-    data = _toy_split()
-    model = DeepMLP(1, 8, out_features=3, norm="batch", bias=False).double()
-    w = model.blocks[0].linear.weight
-    before = w.detach().clone()
-    trace = sgd_norm_trace(model, w, data, steps=5, lr=0.5, batch_size=16)
-    assert trace.norm_sq.shape == (6,) and trace.grad_sq.shape == (5,)
-    assert trace.norm_sq[0] == pytest.approx(float((before ** 2).sum()), rel=1e-14)
-    assert trace.norm_sq[-1] == pytest.approx(float((w.detach() ** 2).sum()), rel=1e-14)
-    # Plain SGD: ‖W − ηg‖² = ‖W‖² − 2η⟨g, W⟩ + η²‖g‖², whatever g is.
-    predicted = trace.norm_sq[:-1] - 2 * 0.5 * trace.inner + 0.25 * trace.grad_sq
-    np.testing.assert_allclose(trace.norm_sq[1:], predicted, rtol=1e-12)
-    # Batch norm after W: the gradient is (nearly, because of eps) orthogonal to W.
-    cos = trace.inner / np.sqrt(trace.grad_sq * trace.norm_sq[:-1])
-    assert np.abs(cos).max() < 1e-3
+@pytest.mark.parametrize("weight_decay", [0.0, 0.3])
+def test_weight_norm_trace_matches_a_plain_sgd_loop(weight_decay):
+    """Oracle: each member trained alone with torch.optim.SGD on its own batches."""
+    data, steps, lr, batch, seeds = _toy_split(), 6, 0.5, 16, [3, 4, 5]
+    ens = EnsembleMLP.build(seeds, 2, 8, out_features=3, norm="batch", bias=False,
+                            dtype=torch.float64)
+    nets = [ens.member(i) for i in range(len(seeds))]
+    trace = WeightNormTrace("blocks.0.linear.weight")
+    train(ens, ClassificationTask(data, batch), steps=steps, lr=lr, seeds=[7, 8, 9],
+          weight_decay=weight_decay, record_every=1, callback=trace.callback,
+          grad_callback=trace.grad_callback)
+    assert trace.norm_sq.shape == (3, steps + 1) and trace.grad_sq.shape == (3, steps)
+    for i, (net, seed) in enumerate(zip(nets, [7, 8, 9])):
+        opt = torch.optim.SGD(net.parameters(), lr=lr, weight_decay=weight_decay)
+        w = net.blocks[0].linear.weight
+        norm_sq, grad_sq, inner = [], [], []
+        for idx in batch_indices(seed, steps, len(data.y_train), batch):
+            norm_sq.append(float((w.detach() ** 2).sum()))
+            opt.zero_grad()
+            F.cross_entropy(net(data.x_train[idx]), data.y_train[idx]).backward()
+            grad_sq.append(float((w.grad ** 2).sum()))
+            inner.append(float((w.grad * w.detach()).sum()))
+            opt.step()
+        norm_sq.append(float((w.detach() ** 2).sum()))
+        np.testing.assert_allclose(trace.norm_sq[i], norm_sq, rtol=1e-10)
+        np.testing.assert_allclose(trace.grad_sq[i], grad_sq, rtol=1e-10)
+        np.testing.assert_allclose(trace.inner[i], inner, rtol=1e-8, atol=1e-14)
+    if weight_decay == 0:
+        # Plain SGD: ‖W − ηg‖² = ‖W‖² − 2η⟨g, W⟩ + η²‖g‖², whatever g is ...
+        predicted = trace.norm_sq[:, :-1] - 2 * lr * trace.inner + lr ** 2 * trace.grad_sq
+        np.testing.assert_allclose(trace.norm_sq[:, 1:], predicted, rtol=1e-12)
+        # ... and with batch norm after W, g is (up to eps) orthogonal to W.
+        cos = trace.inner / np.sqrt(trace.grad_sq * trace.norm_sq[:, :-1])
+        assert np.abs(cos).max() < 1e-3
 
 
-def test_sgd_norm_trace_weight_decay_shrinks(seeded):
-    data = _toy_split()
-    model = DeepMLP(1, 8, out_features=3, norm="batch", bias=False).double()
-    w = model.blocks[0].linear.weight
-    trace = sgd_norm_trace(model, w, data, steps=3, lr=0.01, weight_decay=5.0, batch_size=16)
-    assert trace.norm_sq[-1] < trace.norm_sq[0] * 0.95 ** 3
-
-
-def test_sgd_norm_trace_rejects_foreign_weight():
-    model = DeepMLP(1, 4, out_features=2)
-    with pytest.raises(ValueError, match="model.parameters"):
-        sgd_norm_trace(model, nn.Parameter(torch.ones(2)), _toy_split(d=4, classes=2),
-                       steps=1, lr=0.1)
+def test_weight_norm_trace_rejects_unknown_names():
+    ens = EnsembleMLP.build([0], 1, 4, out_features=2)
+    with pytest.raises(ValueError, match="has no parameter 'blocks.9.linear.weight'"):
+        WeightNormTrace("blocks.9.linear.weight").callback(0, ens)
+    with pytest.raises(ValueError, match="has no gradient"):
+        WeightNormTrace("blocks.0.linear.weight").grad_callback(0, ens)
+    with pytest.raises(ValueError, match="must be a parameter name"):
+        WeightNormTrace("")

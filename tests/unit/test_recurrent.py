@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from gradflowkit.recurrent import (SequenceRegressor, adding_problem, gradient_by_distance,
-                                   gru_cell, lstm_cell, set_forget_bias_, train_regressor)
+from gradflowkit.recurrent import (SequenceRegressor, adding_problem, first_step_below,
+                                   gradient_by_distance, gru_cell, lstm_cell, lstm_steps,
+                                   set_forget_bias_)
 
 
 def test_adding_problem_shapes_markers_and_targets():
@@ -87,10 +88,59 @@ def test_gradient_by_distance_matches_autograd(float64, seeded, cell):
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-def test_train_regressor_reduces_the_loss(seeded):
-    torch.manual_seed(0)
-    model = SequenceRegressor("gru", 8)
-    curve = train_regressor(model, length=6, steps=150, lr=0.02, batch_size=32,
-                            test_size=500, seed=0)
-    assert len(curve.loss) == 150
-    assert curve.final_mse < 0.5 / 6   # well below the mean-predictor's 1/6
+def test_lstm_steps_follow_nn_lstm(float64, seeded):
+    lstm = nn.LSTM(2, 5, batch_first=True)
+    x = torch.randn(3, 7, 2)
+    out, (h_n, c_n) = lstm(x)
+    steps = lstm_steps(x, lstm)
+    assert len(steps) == 7
+    torch.testing.assert_close(torch.stack([s.h for s in steps], 1), out.detach(),
+                               rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(steps[-1].c, c_n[0].detach(), rtol=1e-12, atol=1e-12)
+    assert not steps[-1].f.requires_grad
+
+
+def test_first_step_below_matches_a_loop():
+    rng = np.random.default_rng(0)
+    loss = np.exp(-np.linspace(0, 4, 60))[None] * rng.uniform(0.5, 1.5, (5, 60))
+    loss[3] = 1.0                       # never below
+    loss[4, 20:] = np.nan               # a stopped member: NaN windows never count
+    got = first_step_below(loss, 0.2, window=5)
+    for i, row in enumerate(loss):
+        expected = next((k for k in range(4, 60) if row[k - 4:k + 1].mean() < 0.2), -1)
+        assert got[i] == expected
+    assert got[3] == -1
+    assert first_step_below(np.array([[0.5, 0.1, 0.1]]), 0.2, window=1)[0] == 1
+
+
+@pytest.mark.parametrize("kwargs, msg", [(dict(window=11), "longer than the run"),
+                                         (dict(threshold=0.0), "threshold must be > 0")])
+def test_first_step_below_bad_arguments(kwargs, msg):
+    args = dict(threshold=0.1, window=2) | kwargs
+    with pytest.raises(ValueError, match=msg):
+        first_step_below(np.ones((2, 10)), **args)
+
+
+def test_predrawn_adding_task_batches_and_evaluation():
+    """Oracle: adding_problem called once per member, and AddingTask's held-out batch."""
+    from gradflowkit.ensemble_recurrent import EnsembleRecurrent
+    from gradflowkit.recurrent import PredrawnAddingTask
+    from gradflowkit.tasks import AddingTask
+
+    task = PredrawnAddingTask(6, batch_size=4, test_size=20)
+    with pytest.raises(RuntimeError, match="call start"):
+        task.batch(0)
+    task.start([11, 12], steps=3)
+    for i, seed in enumerate([11, 12]):
+        x_all, y_all = adding_problem(12, 6, generator=torch.Generator().manual_seed(seed))
+        for step in range(3):
+            x, y = task.batch(step)
+            assert x.shape == (2, 4, 6, 2) and y.shape == (2, 4)
+            torch.testing.assert_close(x[i], x_all[4 * step:4 * step + 4], rtol=0, atol=0)
+            torch.testing.assert_close(y[i], y_all[4 * step:4 * step + 4], rtol=0, atol=0)
+    ens = EnsembleRecurrent.build([0, 1], "gru", 3)
+    reference = AddingTask(6, batch_size=4, test_size=20)
+    np.testing.assert_allclose(task.evaluate(ens)["test_mse"],
+                               reference.evaluate(ens)["test_mse"], rtol=1e-12)
+    out, target = ens(x), y
+    torch.testing.assert_close(task.losses(out, target), reference.losses(out, target))
