@@ -85,7 +85,7 @@ class DescentPaths(NamedTuple):
         return np.linalg.norm(np.diff(self.points, axis=0), axis=-1)
 
 
-def descend(starts: ArrayLike, *, lr: float, steps: int,
+def descend(starts: ArrayLike, *, lr: float | ArrayLike, steps: int,
             max_norm: ArrayLike | None = None,
             task: CliffTask = CliffTask()) -> DescentPaths:
     """Gradient descent on the cliff loss, optionally with norm clipping, for many paths.
@@ -97,17 +97,20 @@ def descend(starts: ArrayLike, *, lr: float, steps: int,
 
     Args:
         starts: ``(2,)`` or ``(n, 2)`` starting points ``(w, b)``.
-        lr: learning rate (> 0).
+        lr: learning rate (> 0), or one per path (a 1-D array, broadcast like
+            ``max_norm``), so that paths with different rates run in one call.
         steps: number of steps (>= 1).
         max_norm: ``None`` (no clipping, the default), one threshold for all paths, or one
             per path; ``inf`` means no clipping for that path. One start is repeated for
-            every threshold.
+            every threshold (and every learning rate).
         task: the :class:`CliffTask`.
 
     Returns:
         A :class:`DescentPaths`.
     """
-    lr = check_float("lr", lr, positive=True)
+    rate = np.atleast_1d(np.asarray(lr, dtype=np.float64))
+    if rate.ndim != 1 or not np.all(np.isfinite(rate) & (rate > 0)):
+        raise ValueError(f"lr must be > 0, or a 1-D array of values > 0, got {lr!r}")
     steps = check_int("steps", steps, minimum=1)
     starts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
     if starts.ndim != 2 or starts.shape[1] != 2:
@@ -117,16 +120,17 @@ def descend(starts: ArrayLike, *, lr: float, steps: int,
     if tau.ndim != 1 or np.any(np.isnan(tau)) or np.any(tau <= 0):
         raise ValueError(f"max_norm must be None, > 0 or a 1-D array of values > 0 "
                          f"(inf for no clipping), got {max_norm!r}")
-    n = np.broadcast_shapes((len(starts),), tau.shape)[0]
+    n = np.broadcast_shapes((len(starts),), tau.shape, rate.shape)[0]
     p = np.broadcast_to(starts, (n, 2)).copy()
     tau = np.broadcast_to(tau, (n,))
+    rate = np.broadcast_to(rate, (n,))
     points, losses, norms = [p.copy()], [], []
     for _ in range(steps):
         loss, gw, gb = cliff_loss_and_grad(p[:, 0], p[:, 1], task)
         g = np.stack([gw, gb], axis=1)
         norm = np.linalg.norm(g, axis=1)
         factor = np.minimum(1.0, tau / (norm + EPS))
-        p = p - lr * factor[:, None] * g
+        p = p - (rate * factor)[:, None] * g
         points.append(p.copy())
         losses.append(loss)
         norms.append(norm)

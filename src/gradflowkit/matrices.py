@@ -84,11 +84,11 @@ class ProductGrowth(NamedTuple):
     """How ``‖W_k ⋯ W_1 v‖`` grows with ``k`` for random Gaussian matrices."""
 
     log_norm: np.ndarray   # (trials, depth + 1): log(‖W_k ⋯ W_1 v‖ / ‖v‖), k = 0..depth
-    log_bound: np.ndarray  # (trials, depth + 1): Σ_{j ≤ k} log ‖W_j‖ (spectral norms)
+    log_bound: np.ndarray | None  # (trials, depth + 1): Σ_{j ≤ k} log ‖W_j‖, or None
 
 
 def product_growth(depth: int, width: int, gain: float, *, trials: int = 10,
-                   seed: int | None = None) -> ProductGrowth:
+                   seed: int | None = None, bound: bool = True) -> ProductGrowth:
     """Log-norm of ``W_k ⋯ W_1 v`` and of its bound ``∏ ‖W_j‖``, per trial, in float64.
 
     Args:
@@ -98,6 +98,9 @@ def product_growth(depth: int, width: int, gain: float, *, trials: int = 10,
         trials: independent repetitions (default 10), each with its own matrices and ``v``.
         seed: seed of the random generator (default None: derived from
             ``GRADFLOW_SEED``).
+        bound: also compute the bound ``∏ ‖W_j‖`` (default True); it needs one singular
+            value decomposition per matrix, most of the cost. With False, ``log_bound`` is
+            None.
 
     Returns:
         A :class:`ProductGrowth`.
@@ -107,6 +110,8 @@ def product_growth(depth: int, width: int, gain: float, *, trials: int = 10,
     ws = gaussian_matrices(depth, width, gain, generator=gen, batch=(trials,))
     v = torch.randn(trials, width, generator=gen, dtype=torch.float64)
     log_norm = log_norms_along(ws, v)
+    if not bound:
+        return ProductGrowth(log_norm.numpy(), None)
     step_bounds = torch.linalg.matrix_norm(ws, ord=2).log().T        # (trials, depth)
     log_bound = torch.cat([torch.zeros(trials, 1, dtype=torch.float64),
                            step_bounds.cumsum(dim=1)], dim=1)
@@ -152,6 +157,26 @@ def gaussian_log_rate(width: int, gain: float) -> float:
     gain = check_float("gain", gain, positive=True)
     digamma = float(torch.special.digamma(torch.tensor(width / 2, dtype=torch.float64)))
     return float(np.log(gain) + 0.5 * (digamma + np.log(2 / width)))
+
+
+def gaussian_log_rate_std(width: int) -> float:
+    """Standard deviation of ``log(‖W v‖ / ‖v‖)`` for one Gaussian factor (any gain).
+
+    ``2 log(‖W v‖/‖v‖) = log(g²/n) + log χ²_n``, and ``Var log χ²_n = ψ'(n/2)`` (``ψ'`` the
+    trigamma function), so the standard deviation is ``½ √ψ'(n/2) ≈ 1/√(2n)``. The factors
+    of a product are independent, so the per-factor rate ``(1/k) log(‖W_k ⋯ W_1 v‖/‖v‖)``
+    of one product has standard deviation ``gaussian_log_rate_std(n) / √k`` around
+    :func:`gaussian_log_rate` (lesson 3 compares both with an ensemble of products).
+
+    Args:
+        width: ``n``.
+
+    Returns:
+        The standard deviation, in natural-log units.
+    """
+    width = check_int("width", width, minimum=1)
+    trigamma = float(torch.special.polygamma(1, torch.tensor(width / 2, dtype=torch.float64)))
+    return 0.5 * trigamma ** 0.5
 
 
 def jordan_like(size: int, eigenvalue: float, off_diagonal: float, *,

@@ -6,6 +6,7 @@ of colour blindness.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -314,4 +315,216 @@ def plot_update_ratios(monitor_or_records, ax: Axes | None = None, *,
         colorbar = ax.figure.colorbar(mappable, ax=ax)
         colorbar.set_label("layer (0 = input side)")
         ax.legend(handles=[ax.get_lines()[-1]])
+    return ax
+
+
+def plot_spread(samples: ArrayLike, *, ax: Axes | None = None, x: ArrayLike | None = None,
+                label: str | None = None, color: str | None = None,
+                band: tuple[float, float] = (0.0, 100.0), log_y: bool = True,
+                marker: str | None = "o", alpha: float = 0.2, **line_kw) -> Axes:
+    """The median over an ensemble as a line, and a band between two percentiles.
+
+    For a per-layer (or per-step) quantity measured on ``S`` members: the figures of the
+    book show the spread over seeds, not one run.
+
+    Args:
+        samples: ``(S, K)`` values, one row per member.
+        ax: where to draw (default: the current Axes).
+        x: the ``K`` positions (default ``0 … K-1``).
+        label: legend label of the median line (default none).
+        color: of the line and the band (default: the next colour of the cycle).
+        band: the percentiles that bound the band (default ``(0, 100)``: min to max).
+        log_y: log y-axis (default True); values <= 0 are left out of the median and
+            the band, since a log axis cannot show them.
+        marker: marker of the median line (default ``"o"``, size 3; None for none).
+        alpha: opacity of the band (default 0.2).
+        **line_kw: passed to ``ax.plot`` for the median line (e.g. ``linestyle``).
+
+    Returns:
+        The Axes; its last line is the median, its last collection the band.
+    """
+    ax = _axes(ax)
+    values = np.asarray(samples, dtype=float)
+    if values.ndim != 2 or values.shape[0] < 1 or values.shape[1] < 1:
+        raise ValueError(f"samples must be (members, positions), got shape {values.shape}")
+    low, high = band
+    if not 0 <= low <= high <= 100:
+        raise ValueError(f"band must be two percentiles 0 <= low <= high <= 100, got {band}")
+    positions = np.arange(values.shape[1]) if x is None else np.asarray(x, dtype=float)
+    if positions.shape != (values.shape[1],):
+        raise ValueError(f"x must have {values.shape[1]} entries, got {positions.shape}")
+    if log_y:
+        values = np.where(values > 0, values, np.nan)
+    with warnings.catch_warnings():   # a column with no positive value: a gap, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        median = np.nanmedian(values, axis=0)
+        lower, upper = np.nanpercentile(values, [low, high], axis=0)
+    if marker is not None:
+        line_kw.setdefault("markersize", 3)
+    (line,) = ax.plot(positions, median, color=color, marker=marker, label=label, **line_kw)
+    ax.fill_between(positions, lower, upper, color=line.get_color(), alpha=alpha, linewidth=0)
+    if log_y:
+        ax.set_yscale("log")
+    return ax
+
+
+def plot_strips(groups: Mapping[str, Mapping[str, ArrayLike]], *, ax: Axes | None = None,
+                colors: Mapping[str, str] | None = None,
+                labels: Mapping[str, str] | None = None, width: float = 0.8,
+                log_y: bool = False, size: float = 16.0) -> Axes:
+    """A strip plot of ensemble results: one point per member, series side by side per group.
+
+    Each group (e.g. a sequence length) is one tick on the x-axis; within it every series
+    (e.g. a network type) gets a column, in the order of the first group. A column's points
+    are spread evenly across it in sorted order (no random jitter, so two runs draw the
+    same figure), and a short black line marks their median. NaN values (e.g. members that
+    never reached a level) are left out of both.
+
+    Args:
+        groups: ``{group label: {series name: values}}``.
+        ax: where to draw (default: the current Axes).
+        colors: ``{series name: colour}`` (default: the book's cycle, in series order).
+        labels: ``{series name: legend label}`` (default: the series names).
+        width: of a group, in x units (default 0.8; groups are 1 apart).
+        log_y: log y-axis (default False).
+        size: marker area in points² (default 16).
+
+    Returns:
+        The Axes; one ``PathCollection`` per (group, series) with points, in order.
+    """
+    ax = _axes(ax)
+    if not groups:
+        raise ValueError("groups is empty; pass {group label: {series name: values}}")
+    series = list(next(iter(groups.values())))
+    if not series:
+        raise ValueError("the first group has no series")
+    colors = dict(zip(series, CYCLE)) if colors is None else dict(colors)
+    labels = {} if labels is None else dict(labels)
+    column = width / len(series)
+    for g, (group, by_series) in enumerate(groups.items()):
+        for k, name in enumerate(series):
+            values = np.asarray(by_series.get(name, []), dtype=float).ravel()
+            values = np.sort(values[np.isfinite(values)])
+            if log_y:
+                values = values[values > 0]
+            left = g - width / 2 + k * column
+            x = left + column * (np.arange(len(values)) + 0.5) / max(len(values), 1)
+            label = labels.get(name, name) if g == 0 else None
+            ax.scatter(x, values, s=size, color=colors.get(name), label=label,
+                       edgecolors="none", alpha=0.85, zorder=3)
+            if len(values):
+                ax.hlines(np.median(values), left + 0.1 * column, left + 0.9 * column,
+                          color=PALETTE["black"], lw=1.5, zorder=4)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    if log_y:
+        ax.set_yscale("log")
+    return ax
+
+
+def plot_outcome_shares(x: ArrayLike, counts: Mapping[str, ArrayLike], *,
+                        ax: Axes | None = None,
+                        colors: Mapping[str, str] | None = None) -> Axes:
+    """Stacked shares: at each ``x``, the share of ensemble members in each outcome.
+
+    For outcomes that depend on the seed or on the CPU (finite / inf / NaN, vanished /
+    exploded), the book shows how the members split, not what one run did. Each outcome is
+    one filled staircase (a column per position, reaching halfway to its neighbours), which
+    draws far faster than one bar per position and outcome.
+
+    Args:
+        x: increasing positions, shape ``(K,)``.
+        counts: ``{outcome: counts per position}`` (each ``(K,)``), stacked bottom-up in
+            this order; at each position they are divided by their sum.
+        ax: where to draw (default: the current Axes).
+        colors: ``{outcome: colour}`` (default: the book's cycle, in outcome order).
+
+    Returns:
+        The Axes; one ``StepPatch`` per outcome, in order, labelled with its name.
+    """
+    ax = _axes(ax)
+    if not counts:
+        raise ValueError("counts is empty; pass {outcome: counts per position}")
+    positions = np.asarray(x, dtype=float)
+    table = np.array([np.asarray(c, dtype=float) for c in counts.values()])
+    if positions.ndim != 1 or table.ndim != 2 or table.shape[1] != positions.shape[0]:
+        raise ValueError(f"every count needs one entry per position ({positions.shape[0]}), "
+                         f"got shape {table.shape}")
+    if positions.size > 1 and np.any(np.diff(positions) <= 0):
+        raise ValueError("x must be increasing")
+    if np.any(table < 0):
+        raise ValueError("counts must be >= 0")
+    total = table.sum(axis=0)
+    if np.any(total == 0):
+        raise ValueError("every position needs at least one member counted")
+    half = np.diff(positions) / 2 if positions.size > 1 else np.array([0.5])
+    edges = np.concatenate([[positions[0] - half[0]], positions[:-1] + half,
+                            [positions[-1] + half[-1]]])
+    colors = dict(zip(counts, CYCLE)) if colors is None else dict(colors)
+    bottom = np.zeros_like(positions)
+    for name, row in zip(counts, table):
+        top = bottom + row / total
+        ax.stairs(top, edges, baseline=bottom, fill=True, color=colors.get(name), label=name)
+        bottom = top
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of members")
+    return ax
+
+
+def wilson_interval(successes: ArrayLike, trials: ArrayLike,
+                    z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval of a binomial proportion (default z = 1.96: about 95%).
+
+    Used by :func:`plot_fraction` for the error bars of "share of seeds with outcome X".
+
+    Args:
+        successes: counts ``k`` (array-like).
+        trials: numbers of trials ``n`` (> 0), broadcast against ``successes``.
+        z: the normal quantile (default 1.96).
+
+    Returns:
+        ``(low, high)`` arrays in ``[0, 1]``.
+    """
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    if np.any(n <= 0) or np.any(k < 0) or np.any(k > n):
+        raise ValueError("need 0 <= successes <= trials and trials > 0")
+    p = k / n
+    denom = 1 + z ** 2 / n
+    centre = (p + z ** 2 / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2)) / denom
+    return np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
+
+
+def plot_fraction(x: ArrayLike, successes: ArrayLike, trials: ArrayLike, *,
+                  ax: Axes | None = None, label: str | None = None,
+                  color: str | None = None, marker: str = "o", **line_kw) -> Axes:
+    """The share of members with an outcome against a swept parameter, with Wilson bars.
+
+    Args:
+        x: the swept values, shape ``(K,)``.
+        successes: members with the outcome at each value, ``(K,)``.
+        trials: members at each value (a number or ``(K,)``).
+        ax: where to draw (default: the current Axes).
+        label: legend label (default none).
+        color: of the line and bars (default: the next colour of the cycle).
+        marker: of the points (default ``"o"``).
+        **line_kw: passed to ``ax.errorbar``.
+
+    Returns:
+        The Axes; its last container is the errorbar of this call.
+    """
+    ax = _axes(ax)
+    xs = np.asarray(x, dtype=float)
+    k = np.asarray(successes, dtype=float)
+    n = np.broadcast_to(np.asarray(trials, dtype=float), k.shape)
+    if xs.shape != k.shape or xs.ndim != 1:
+        raise ValueError(f"x and successes must be 1-D of one length, got {xs.shape} and "
+                         f"{k.shape}")
+    low, high = wilson_interval(k, n)
+    share = k / n
+    ax.errorbar(xs, share, yerr=[share - low, high - share], color=color, marker=marker,
+                capsize=3, label=label, **line_kw)
+    ax.set_ylim(-0.03, 1.03)
     return ax
