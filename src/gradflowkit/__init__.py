@@ -8,6 +8,7 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.trainer`: the one training loop: every member of an ensemble at once;
 - :mod:`~gradflowkit.tasks`: what the trainer trains on (the digits, the adding problem);
 - :mod:`~gradflowkit.member_optim`: SGD and Adam with a learning rate per ensemble member;
+- :mod:`~gradflowkit.profiles`: backward-signal profiles of every member during training;
 - :mod:`~gradflowkit.activations`: activations and their closed-form derivatives;
 - :mod:`~gradflowkit.initialization`: Gaussian (LeCun/Xavier/He), orthogonal, zero init;
 - :mod:`~gradflowkit.nets`: ``DeepMLP``, a plain or residual deep fully-connected net;

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import make_activation
-from .nets import DeepMLP, NetConfig
+from .nets import DeepMLP, NetConfig, initial_parameters
 from .validation import check_int, check_tensor
 
 
@@ -163,8 +163,15 @@ class EnsembleMLP(nn.Module):
             if net.config != members[0].config:
                 raise ValueError(f"member {i} has config {net.config}, member 0 has "
                                  f"{members[0].config}; every member needs the same config")
-        self.config = cfg = members[0].config
-        self.n_members = n = len(members)
+        self._make_layers(members[0].config, len(members))
+        self.to(members[0].blocks[0].linear.weight.dtype)   # before copying: keep float64
+        states = [net.state_dict() for net in members]
+        self.load_state_dict({key: _stack_entry(key, [s[key] for s in states])
+                              for key in states[0]})
+
+    def _make_layers(self, cfg: NetConfig, n: int) -> None:
+        self.config = cfg
+        self.n_members = n
         self.stem = None
         if cfg.in_features is not None and cfg.in_features != cfg.width:
             self.stem = StackedLinear(n, cfg.in_features, cfg.width, cfg.bias)
@@ -172,10 +179,6 @@ class EnsembleMLP(nn.Module):
         self.head = None
         if cfg.out_features is not None:
             self.head = StackedLinear(n, cfg.width, cfg.out_features, cfg.bias)
-        self.to(members[0].blocks[0].linear.weight.dtype)   # before copying: keep float64
-        states = [net.state_dict() for net in members]
-        self.load_state_dict({key: _stack_entry(key, [s[key] for s in states])
-                              for key in states[0]})
 
     @classmethod
     def build(cls, seeds: Sequence[int], depth: int, width: int, *,
@@ -183,28 +186,36 @@ class EnsembleMLP(nn.Module):
         """One member per seed: member ``i`` is ``DeepMLP(depth, width, **options)`` built
         right after ``torch.manual_seed(seeds[i])``.
 
-        Torch's global generator is left as it was.
+        The weights are drawn straight into the stacked tensors
+        (:func:`~gradflowkit.nets.initial_parameters` with one generator per member), without
+        building the ``S`` nets; torch's global generator is not touched.
 
         Args:
             seeds: one seed per member, e.g. from
                 :func:`~gradflowkit.seeding.ensemble_seeds`.
             depth: blocks per net.
             width: units per block.
-            dtype: of the parameters (default float32).
+            dtype: of the parameters (default float32; the weights are drawn in float64
+                and rounded to torch's default dtype first, as a ``DeepMLP`` moved to
+                ``dtype`` has them).
             **options: the other fields of :class:`~gradflowkit.nets.NetConfig`.
 
         Returns:
             The ensemble.
         """
-        seeds = list(seeds)
+        seeds = [check_int("seed", s, minimum=0) for s in seeds]
         if not seeds:
             raise ValueError("seeds is empty: pass one seed per member")
-        nets = []
-        with torch.random.fork_rng(devices=[]):
-            for seed in seeds:
-                torch.manual_seed(check_int("seed", seed, minimum=0))
-                nets.append(DeepMLP(depth, width, **options).to(dtype))
-        return cls(nets)
+        cfg = NetConfig.from_options(depth, width, **options)
+        draws = [initial_parameters(cfg, torch.Generator().manual_seed(s)) for s in seeds]
+        ensemble = cls.__new__(cls)
+        nn.Module.__init__(ensemble)
+        ensemble._make_layers(cfg, len(seeds))
+        ensemble.to(dtype)
+        with torch.no_grad():
+            for name in draws[0]:
+                ensemble.get_parameter(name).copy_(torch.stack([d[name] for d in draws]))
+        return ensemble
 
     def member(self, i: int) -> DeepMLP:
         """A new ``DeepMLP`` with member ``i``'s parameters and buffers (copies)."""

@@ -50,6 +50,38 @@ def init_std(scheme: str, fan_in: int, fan_out: int) -> float:
     return math.sqrt(1.0 / fan_in)  # "normal"
 
 
+def draw_weight(scheme: str, fan_out: int, fan_in: int, *,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """One ``(fan_out, fan_in)`` weight matrix drawn by ``scheme``, in float64.
+
+    The draw :func:`init_linear_` makes (and :func:`gradflowkit.nets.initial_parameters`
+    for every layer of a net): Gaussian with :func:`init_std`, or for ``"orthogonal"`` the
+    Q of a QR decomposition of a Gaussian matrix with the sign fix that makes Q
+    Haar-distributed. ``"zeros"`` draws nothing.
+
+    Args:
+        scheme: one of :data:`INITS`.
+        fan_out: rows (outputs of the layer).
+        fan_in: columns (inputs).
+        generator: random generator (default: torch's global one).
+
+    Returns:
+        A float64 tensor. Callers round it to the layer's dtype and only then multiply by
+        a weight scale, so that nets of different scales share their draws bit for bit.
+    """
+    check_choice("scheme", scheme, INITS)
+    if scheme == "zeros":
+        return torch.zeros(fan_out, fan_in, dtype=torch.float64)
+    if scheme == "orthogonal":
+        a = torch.randn(max(fan_in, fan_out), min(fan_in, fan_out), generator=generator,
+                        dtype=torch.float64)
+        q, r = torch.linalg.qr(a)
+        q = q * torch.sign(torch.diagonal(r))
+        return q if fan_out >= fan_in else q.T
+    std = init_std(scheme, fan_in, fan_out)
+    return torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * std
+
+
 @torch.no_grad()
 def init_linear_(layer: nn.Linear, scheme: str, *, scale: float = 1.0,
                  generator: torch.Generator | None = None) -> nn.Linear:
@@ -67,21 +99,10 @@ def init_linear_(layer: nn.Linear, scheme: str, *, scale: float = 1.0,
     """
     if not isinstance(layer, nn.Linear):
         raise TypeError(f"layer must be an nn.Linear, got {type(layer).__name__}")
-    check_choice("scheme", scheme, INITS)
     scale = check_float("scale", scale, nonnegative=True)
     fan_out, fan_in = layer.weight.shape
-    if scheme == "orthogonal":
-        # QR of a Gaussian matrix, with the sign fix that makes Q Haar-distributed.
-        a = torch.randn(max(fan_in, fan_out), min(fan_in, fan_out), generator=generator,
-                        dtype=torch.float64)
-        q, r = torch.linalg.qr(a)
-        q = q * torch.sign(torch.diagonal(r))
-        w = q if fan_out >= fan_in else q.T
-        layer.weight.copy_(w.to(layer.weight.dtype) * scale)
-    else:
-        std = init_std(scheme, fan_in, fan_out)
-        w = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * std
-        layer.weight.copy_(w.to(layer.weight.dtype) * scale)
+    weight = draw_weight(scheme, fan_out, fan_in, generator=generator)
+    layer.weight.copy_(weight.to(layer.weight.dtype) * scale)
     if layer.bias is not None:
         layer.bias.zero_()
     return layer

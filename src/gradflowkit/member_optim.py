@@ -33,15 +33,16 @@ class MemberOptimizer:
         kind: ``"sgd"``, ``"adam"`` or ``"adamw"``.
         lr: one learning rate (> 0) for all members, or a sequence of ``S``.
         momentum: SGD momentum (default 0; ``"sgd"`` only).
-        weight_decay: λ (default 0): added to the gradient (``"sgd"``, ``"adam"``, as torch
-            does) or applied as ``θ ← θ(1 − lr λ)`` (``"adamw"``).
+        weight_decay: λ >= 0 (default 0), one for all members or a sequence of ``S``: added
+            to the gradient as ``λθ`` (``"sgd"``, ``"adam"``, as torch does) or applied as
+            ``θ ← θ(1 − lr λ)`` (``"adamw"``).
         betas: Adam's ``(β1, β2)`` (default ``(0.9, 0.999)``).
         eps: Adam's ε (default 1e-8).
     """
 
     def __init__(self, params: Iterable[tuple[str, nn.Parameter]], n_members: int, *,
                  kind: str = "sgd", lr: float | Sequence[float], momentum: float = 0.0,
-                 weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+                 weight_decay: float | Sequence[float] = 0.0, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
         self.kind = check_choice("optimizer", kind, OPTIMIZERS)
         self.params = list(params)
@@ -56,7 +57,14 @@ class MemberOptimizer:
         if self.momentum and self.kind != "sgd":
             raise ValueError(f"momentum applies to optimizer='sgd' only, got {self.kind!r}; "
                              "Adam's momentum is betas[0]")
-        self.weight_decay = check_float("weight_decay", weight_decay, nonnegative=True)
+        # One float when every member has the same λ (cheaper), else a tensor (S,).
+        if isinstance(weight_decay, (int, float)) and not isinstance(weight_decay, bool):
+            self.weight_decay = check_float("weight_decay", weight_decay, nonnegative=True)
+        else:
+            self.weight_decay = member_values("weight_decay", weight_decay, n_members)
+            if bool((self.weight_decay < 0).any()):
+                raise ValueError(f"weight_decay must be >= 0, got "
+                                 f"{self.weight_decay.tolist()}")
         self.beta1 = check_float("betas[0]", betas[0], nonnegative=True)
         self.beta2 = check_float("betas[1]", betas[1], nonnegative=True)
         if not (self.beta1 < 1 and self.beta2 < 1):
@@ -101,14 +109,12 @@ class MemberOptimizer:
         return done
 
     def _sgd_all_active(self) -> None:
-        """The same SGD step with in-place operations: no masks when every member steps
-        (the common case, and 3-4 times fewer tensor operations per parameter)."""
+        """The same SGD step, bit for bit, without masks when every member steps (the
+        common case: about half the tensor operations per parameter)."""
         for name, p in self.params:
             if p.grad is None:
                 continue
-            grad = p.grad
-            if self.weight_decay:
-                grad = grad.add(p, alpha=self.weight_decay)
+            grad = self._with_decay(p.grad, p)
             if self.momentum:
                 state = self.state[name]
                 if "buf" not in state:
@@ -116,7 +122,19 @@ class MemberOptimizer:
                 else:
                     state["buf"].mul_(self.momentum).add_(grad)
                 grad = state["buf"]
-            p.addcmul_(grad, self._negative_lr(p))
+            # Not addcmul_: a fused multiply-add rounds once, and then a run that records
+            # its updates (the masked path below) would drift from one that does not.
+            p.add_(grad * self._negative_lr(p))
+
+    def _with_decay(self, grad: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """``grad + λ p`` (L2 weight decay), with one λ or one per member."""
+        if isinstance(self.weight_decay, float):
+            return grad.add(p, alpha=self.weight_decay) if self.weight_decay else grad
+        return torch.addcmul(grad, p, self._member_view(self.weight_decay, p))
+
+    def _member_view(self, values: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """``values`` (S,) shaped ``(S, 1, …)`` to broadcast against ``p``."""
+        return values.to(p.dtype).view((-1,) + (1,) * (p.ndim - 1))
 
     def _negative_lr(self, p: torch.Tensor) -> torch.Tensor:
         """``-lr`` shaped ``(S, 1, …)`` in ``p``'s dtype, made once per dtype and rank."""
@@ -126,8 +144,7 @@ class MemberOptimizer:
         return self._neg_lr[key]
 
     def _sgd(self, name, p, grad, lr, mask):
-        if self.weight_decay:
-            grad = grad.add(p, alpha=self.weight_decay)
+        grad = self._with_decay(grad, p)
         if self.momentum:
             state = self.state[name]
             if "buf" not in state:       # torch starts the buffer at the first gradient
@@ -144,10 +161,11 @@ class MemberOptimizer:
             state.update(m=torch.zeros_like(p), v=torch.zeros_like(p),
                          t=torch.zeros(mask.shape, dtype=p.dtype))
         decay = torch.zeros_like(p)
-        if self.kind == "adamw":
-            decay = -lr * self.weight_decay * p        # θ(1 − lr λ), before the Adam step
-        elif self.weight_decay:
-            grad = grad.add(p, alpha=self.weight_decay)
+        if self.kind == "adamw":                       # θ(1 − lr λ), before the Adam step
+            wd = self.weight_decay
+            decay = -lr * (wd if isinstance(wd, float) else self._member_view(wd, p)) * p
+        else:
+            grad = self._with_decay(grad, p)
         state["t"] = t = state["t"] + mask.to(p.dtype)
         state["m"] = m = torch.where(mask, torch.lerp(state["m"], grad, 1 - self.beta1),
                                      state["m"])

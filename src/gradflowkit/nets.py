@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS, make_activation
-from .initialization import INITS, init_linear_
+from .initialization import INITS, draw_weight
 from .validation import check_choice, check_float, check_int
 
 #: Normalizations a block can use (``None`` for none).
@@ -49,6 +49,16 @@ class NetConfig:
     zero_init_last: bool = False  # zero the branch's last linear layer: block = identity
     norm: str | None = None       # None, "batch" or "layer", before the activation
     bias: bool = True             # linear layers have biases (initialized to zero)
+
+    @classmethod
+    def from_options(cls, depth: int, width: int, **options) -> "NetConfig":
+        """A validated config from :class:`DeepMLP`'s arguments; unknown options are a
+        ``TypeError`` that lists the allowed ones."""
+        unknown = set(options) - set(cls.__dataclass_fields__)
+        if unknown:
+            allowed = ", ".join(sorted(set(cls.__dataclass_fields__) - {"depth", "width"}))
+            raise TypeError(f"unknown option(s) {sorted(unknown)}; allowed: {allowed}")
+        return cls(depth=depth, width=width, **options).validate()
 
     def validate(self) -> "NetConfig":
         """Raise a clear error for any out-of-range field; return ``self``."""
@@ -77,6 +87,63 @@ class NetConfig:
         return self
 
 
+class _Linear(nn.Linear):
+    """``nn.Linear`` without PyTorch's default initialization.
+
+    Every linear layer of a :class:`DeepMLP` is set by :func:`initial_parameters`, so
+    drawing the default weights first would only spend time and random numbers.
+    """
+
+    def reset_parameters(self) -> None:
+        pass
+
+
+def initial_parameters(cfg: NetConfig,
+                       generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The initial weights and biases of every linear layer of a :class:`DeepMLP`.
+
+    The one place where the draw order of a net is defined: the stem (``"xavier"`` when
+    ``init`` is ``"zeros"``), then each block's ``linear`` and ``linear2``, then the head
+    (``"xavier"``). A branch's last layer with ``zero_init_last`` is drawn and then zeroed,
+    so the other layers get the same weights with or without it. Biases are zero.
+    :class:`DeepMLP` draws from torch's global generator, and
+    :meth:`~gradflowkit.ensemble.EnsembleMLP.build` from one generator per member, so that
+    member ``i`` is the net built right after ``torch.manual_seed(seeds[i])``.
+
+    Args:
+        cfg: the net's configuration (validated here).
+        generator: random generator (default: torch's global one).
+
+    Returns:
+        ``{parameter name: value}`` in torch's default dtype (weights drawn in float64 and
+        rounded), for the names of ``DeepMLP.named_parameters()`` of linear layers.
+    """
+    cfg = cfg.validate()
+    values: dict[str, torch.Tensor] = {}
+    dtype = torch.get_default_dtype()
+
+    def layer(name: str, fan_in: int, fan_out: int, scheme: str, scale: float = 1.0,
+              zero: bool = False) -> None:
+        weight = draw_weight(scheme, fan_out, fan_in, generator=generator)
+        values[f"{name}.weight"] = (torch.zeros(fan_out, fan_in, dtype=dtype) if zero
+                                    else weight.to(dtype) * scale)
+        if cfg.bias:
+            values[f"{name}.bias"] = torch.zeros(fan_out, dtype=dtype)
+
+    if cfg.in_features is not None and cfg.in_features != cfg.width:
+        layer("stem", cfg.in_features, cfg.width, "xavier" if cfg.init == "zeros" else cfg.init)
+    two = cfg.residual and cfg.branch_layers == 2
+    for i in range(cfg.depth):
+        layer(f"blocks.{i}.linear", cfg.width, cfg.width, cfg.init, cfg.weight_scale,
+              zero=cfg.zero_init_last and not two)
+        if two:
+            layer(f"blocks.{i}.linear2", cfg.width, cfg.width, cfg.init, cfg.weight_scale,
+                  zero=cfg.zero_init_last)
+    if cfg.out_features is not None:
+        layer("head", cfg.width, cfg.out_features, "xavier")
+    return values
+
+
 class Block(nn.Module):
     """One block of :class:`DeepMLP`: a plain layer or a residual block."""
 
@@ -85,17 +152,12 @@ class Block(nn.Module):
         self.residual = cfg.residual
         self.shortcut_scale = cfg.shortcut_scale
         self.branch_scale = cfg.branch_scale
-        self.linear = nn.Linear(cfg.width, cfg.width, bias=cfg.bias)
-        init_linear_(self.linear, cfg.init, scale=cfg.weight_scale)
+        self.linear = _Linear(cfg.width, cfg.width, bias=cfg.bias)
         self.norm = _make_norm(cfg.norm, cfg.width)
         self.act = make_activation(cfg.activation)
         self.linear2 = None
         if cfg.residual and cfg.branch_layers == 2:
-            self.linear2 = nn.Linear(cfg.width, cfg.width, bias=cfg.bias)
-            init_linear_(self.linear2, cfg.init, scale=cfg.weight_scale)
-        if cfg.zero_init_last:
-            last = self.linear2 if self.linear2 is not None else self.linear
-            init_linear_(last, "zeros")
+            self.linear2 = _Linear(cfg.width, cfg.width, bias=cfg.bias)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         """The block's non-linear path ``F(x)`` (the whole block when not residual)."""
@@ -124,21 +186,18 @@ class DeepMLP(nn.Module):
 
     def __init__(self, depth: int, width: int, **options):
         super().__init__()
-        unknown = set(options) - set(NetConfig.__dataclass_fields__)
-        if unknown:
-            allowed = ", ".join(sorted(set(NetConfig.__dataclass_fields__) - {"depth", "width"}))
-            raise TypeError(f"unknown option(s) {sorted(unknown)}; allowed: {allowed}")
-        self.config = NetConfig(depth=depth, width=width, **options).validate()
+        self.config = NetConfig.from_options(depth, width, **options)
         cfg = self.config
         self.stem = None
         if cfg.in_features is not None and cfg.in_features != cfg.width:
-            self.stem = nn.Linear(cfg.in_features, cfg.width, bias=cfg.bias)
-            init_linear_(self.stem, "xavier" if cfg.init == "zeros" else cfg.init)
+            self.stem = _Linear(cfg.in_features, cfg.width, bias=cfg.bias)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.depth))
         self.head = None
         if cfg.out_features is not None:
-            self.head = nn.Linear(cfg.width, cfg.out_features, bias=cfg.bias)
-            init_linear_(self.head, "xavier")
+            self.head = _Linear(cfg.width, cfg.out_features, bias=cfg.bias)
+        with torch.no_grad():
+            for name, value in initial_parameters(cfg).items():
+                self.get_parameter(name).copy_(value)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stem is not None:

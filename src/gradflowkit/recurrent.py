@@ -8,8 +8,6 @@
   the gates can be inspected (same weights, same equations as PyTorch); :func:`lstm_steps`
   runs the LSTM cell over a whole sequence;
 - :func:`gradient_by_distance`: ``‖∂L/∂x_t‖`` against the distance ``T − t`` to the end;
-- :class:`PredrawnAddingTask`: the adding problem as a task for
-  :func:`~gradflowkit.trainer.train`, with every batch drawn at the start;
 - :func:`first_step_below`: when a training curve first gets below a level (the "steps to
   solve" of an ensemble trained with :func:`~gradflowkit.trainer.train`).
 """
@@ -22,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from .seeding import derive_seed
 from .validation import check_choice, check_float, check_int, check_tensor
 
 #: Recurrent cells a :class:`SequenceRegressor` can use.
@@ -248,61 +245,3 @@ def first_step_below(loss: np.ndarray, threshold: float, window: int = 10) -> np
         if below.any():
             out[i] = int(np.argmax(below)) + window - 1
     return out
-
-
-class PredrawnAddingTask:
-    """The adding problem as a task for :func:`~gradflowkit.trainer.train`, every batch drawn
-    at the start.
-
-    The same task as :class:`~gradflowkit.tasks.AddingTask` (fresh sequences of length
-    ``length`` for every step and member, mean squared error, the same held-out batch), but
-    member ``i``'s batches for the whole run come from one call,
-    ``adding_problem(steps * batch_size, length)`` with the generator seeded by
-    ``seeds[i]``, and step ``k`` takes rows ``k·batch_size … (k+1)·batch_size − 1``. One
-    call per member instead of one per member and step: on a CPU the per-step calls cost
-    about a tenth of training a small ensemble.
-
-    Args:
-        length: sequence length T (>= 2).
-        batch_size: sequences per step and member (default 64).
-        test_size: sequences in the held-out batch (default 1000).
-    """
-
-    def __init__(self, length: int, batch_size: int = 64, test_size: int = 1000):
-        self.length = check_int("length", length, minimum=2)
-        self.batch_size = check_int("batch_size", batch_size, minimum=1)
-        self.test_size = check_int("test_size", test_size, minimum=1)
-        self._x: torch.Tensor | None = None
-        self._y: torch.Tensor | None = None
-
-    def start(self, seeds, steps: int) -> None:
-        """Draw every member's batches for ``steps`` steps."""
-        steps = check_int("steps", steps, minimum=1)
-        xs, ys = [], []
-        for seed in seeds:
-            gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-            x, y = adding_problem(steps * self.batch_size, self.length, generator=gen)
-            xs.append(x.view(steps, self.batch_size, self.length, 2))
-            ys.append(y.view(steps, self.batch_size))
-        self._x, self._y = torch.stack(xs, dim=1), torch.stack(ys, dim=1)
-
-    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs ``(S, batch, T, 2)`` and targets ``(S, batch)`` of ``step``."""
-        if self._x is None:
-            raise RuntimeError("call start(seeds, steps) before batch()")
-        return self._x[step], self._y[step]
-
-    def losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Each member's mean squared error, shape ``(S,)``."""
-        return ((out - target) ** 2).mean(1)
-
-    def test_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The held-out batch of :class:`~gradflowkit.tasks.AddingTask` of this length."""
-        gen = torch.Generator().manual_seed(derive_seed("adding-test", self.length))
-        return adding_problem(self.test_size, self.length, generator=gen)
-
-    @torch.no_grad()
-    def evaluate(self, model: nn.Module) -> dict[str, np.ndarray]:
-        """Each member's MSE on :meth:`PredrawnAddingTask.test_batch`."""
-        x, y = self.test_batch()
-        return {"test_mse": ((model(x) - y) ** 2).mean(1).double().numpy()}

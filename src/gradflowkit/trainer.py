@@ -70,10 +70,11 @@ def n_members_of(model: nn.Module) -> int:
 
 
 def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
-          optimizer: str = "sgd", momentum: float = 0.0, weight_decay: float = 0.0,
+          optimizer: str = "sgd", momentum: float = 0.0,
+          weight_decay: float | Sequence[float] = 0.0,
           betas: tuple[float, float] = (0.9, 0.999), clip: float | None = None,
           seeds: Sequence[int] | None = None, record_every: int = 0,
-          callback: StepCallback | None = None,
+          update_ratios: bool = True, callback: StepCallback | None = None,
           grad_callback: StepCallback | None = None) -> TrainRecord:
     """Train every member of ``model`` on ``task``; see the module docstring.
 
@@ -85,12 +86,15 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         lr: learning rate (> 0), one for all members or one per member.
         optimizer: ``"sgd"`` (default), ``"adam"`` or ``"adamw"``.
         momentum: SGD momentum (default 0).
-        weight_decay: λ (default 0); see :class:`~gradflowkit.member_optim.MemberOptimizer`.
+        weight_decay: λ (default 0), one for all members or one per member; see
+            :class:`~gradflowkit.member_optim.MemberOptimizer`.
         betas: Adam's betas (default (0.9, 0.999)).
         clip: clip each member's gradient to this global norm (default None: no clipping).
         seeds: one seed per member for its batches (default: from ``GRADFLOW_SEED``).
         record_every: record gradient norms and update ratios every this many steps
             (default 0: never).
+        update_ratios: record the update ratios too (default True); False leaves
+            ``TrainRecord.update_ratios`` empty and saves their cost at recorded steps.
         callback: called as ``callback(step, model)`` before the recorded steps and once
             after the last step (``step = steps``), e.g. to measure a gradient profile
             (needs ``record_every``). The model is put back in training mode after it.
@@ -145,9 +149,10 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
                 grad_callback(step, model)
         if clip is not None:
             _clip(params, total, clip, active)
-        data_std = _member_std([p.detach() for _, p in params], n) if record else None
-        deltas = opt.step(active, updates=record)
-        if record:
+        ratios = record and update_ratios
+        data_std = _member_std([p.detach() for _, p in params], n) if ratios else None
+        deltas = opt.step(active, updates=ratios)
+        if ratios:
             update_std = _member_std([deltas.get(name, torch.zeros_like(p))
                                       for name, p in params], n)
             ratio_rows.append(_log_ratio(update_std, data_std, active))

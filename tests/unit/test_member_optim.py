@@ -127,3 +127,34 @@ def test_member_values():
     assert member_values("lr", [1, 2], 2).dtype == torch.float64
     with pytest.raises(TypeError, match=r"lr\[0\] must be a real number"):
         member_values("lr", ["a"], 1)
+
+
+@pytest.mark.parametrize("optim, options", [(torch.optim.SGD, dict(momentum=0.9)),
+                                            (torch.optim.Adam, dict()),
+                                            (torch.optim.AdamW, dict())])
+def test_weight_decay_per_member(optim, options):
+    """Oracle: torch.optim on each member alone with that member's weight_decay."""
+    decays, lrs = [0.0, 0.05, 0.5], [0.1, 0.1, 0.05]
+    start = torch.randn(3, 4, 2, dtype=torch.float64)
+    grads = [torch.randn(3, 4, 2, dtype=torch.float64) for _ in range(5)]
+    p = torch.nn.Parameter(start.clone())
+    opt = MemberOptimizer([("w", p)], 3, kind=KIND[optim], lr=lrs, weight_decay=decays,
+                          **options)
+    for g in grads:
+        p.grad = g.clone()
+        opt.step(torch.tensor([True, True, True]))
+    for m in range(3):
+        q = torch.nn.Parameter(start[m].clone())
+        ref = optim([q], lr=lrs[m], weight_decay=decays[m], **options)
+        for g in grads:
+            q.grad = g[m].clone()
+            ref.step()
+        torch.testing.assert_close(p[m], q, rtol=1e-12, atol=1e-12)
+
+
+def test_weight_decay_per_member_checks_values():
+    p = torch.nn.Parameter(torch.ones(2, 3))
+    with pytest.raises(ValueError, match=r"weight_decay must be >= 0, got \[0.1, -1.0\]"):
+        MemberOptimizer([("p", p)], 2, lr=0.1, weight_decay=[0.1, -1.0])
+    with pytest.raises(ValueError, match=r"weight_decay has 3 values but the ensemble has 2"):
+        MemberOptimizer([("p", p)], 2, lr=0.1, weight_decay=[0.1, 0.1, 0.1])

@@ -119,28 +119,3 @@ def test_first_step_below_bad_arguments(kwargs, msg):
     args = dict(threshold=0.1, window=2) | kwargs
     with pytest.raises(ValueError, match=msg):
         first_step_below(np.ones((2, 10)), **args)
-
-
-def test_predrawn_adding_task_batches_and_evaluation():
-    """Oracle: adding_problem called once per member, and AddingTask's held-out batch."""
-    from gradflowkit.ensemble_recurrent import EnsembleRecurrent
-    from gradflowkit.recurrent import PredrawnAddingTask
-    from gradflowkit.tasks import AddingTask
-
-    task = PredrawnAddingTask(6, batch_size=4, test_size=20)
-    with pytest.raises(RuntimeError, match="call start"):
-        task.batch(0)
-    task.start([11, 12], steps=3)
-    for i, seed in enumerate([11, 12]):
-        x_all, y_all = adding_problem(12, 6, generator=torch.Generator().manual_seed(seed))
-        for step in range(3):
-            x, y = task.batch(step)
-            assert x.shape == (2, 4, 6, 2) and y.shape == (2, 4)
-            torch.testing.assert_close(x[i], x_all[4 * step:4 * step + 4], rtol=0, atol=0)
-            torch.testing.assert_close(y[i], y_all[4 * step:4 * step + 4], rtol=0, atol=0)
-    ens = EnsembleRecurrent.build([0, 1], "gru", 3)
-    reference = AddingTask(6, batch_size=4, test_size=20)
-    np.testing.assert_allclose(task.evaluate(ens)["test_mse"],
-                               reference.evaluate(ens)["test_mse"], rtol=1e-12)
-    out, target = ens(x), y
-    torch.testing.assert_close(task.losses(out, target), reference.losses(out, target))

@@ -9,21 +9,24 @@ import pytest
 import torch
 
 from gradflowkit.landscape import grid_local_minima
-from gradflowkit.nets import DeepMLP
+from gradflowkit.ensemble import EnsembleMLP
 from gradflowkit.propagation import relu_residual_moments
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.3])
-def test_moments_match_a_wide_net(scale):
-    torch.manual_seed(0)
-    net = DeepMLP(6, 2000, residual=True, branch_scale=scale, bias=False).double()
-    x = torch.randn(64, 2000, dtype=torch.float64)
+def test_moments_match_wide_nets(scale):
+    """Oracle: the stream's mean square and mean, averaged over 32 wide nets (one net's
+    growth is heavy-tailed: single nets of width 2000 missed the mean square by up to 2x,
+    32-net averages by at most 2.7% in five ensembles)."""
+    ens = EnsembleMLP.build(range(32), 6, 1000, residual=True, branch_scale=scale,
+                            bias=False, dtype=torch.float64)
+    x = torch.randn(32, 1000, dtype=torch.float64)
     with torch.no_grad():
-        states = net.hidden_states(x)
+        states = ens.hidden_states(x)
     q, m = relu_residual_moments(6, branch_scale=scale)
     for k, s in enumerate(states):
-        assert abs(float((s**2).mean()) / q[k] - 1) < 0.05
-        assert abs(float(s.mean()) - m[k]) < 0.05 * np.sqrt(q[k])
+        assert abs(float((s**2).mean()) / q[k] - 1) < 0.08
+        assert abs(float(s.mean()) - m[k]) < 0.04 * np.sqrt(q[k])
 
 
 def test_moments_without_mean_double():

@@ -91,16 +91,19 @@ def test_classification_needs_a_split():
         ClassificationTask((1, 2))
 
 
-def test_adding_batches_come_from_each_members_generator():
+def test_adding_batches_are_one_draw_per_member_sliced_by_step():
+    """Oracle: adding_problem(steps * batch) once with each member's generator."""
     task = AddingTask(6, batch_size=3)
-    task.start([7, 8], steps=2)
-    gens = [torch.Generator().manual_seed(7), torch.Generator().manual_seed(8)]
-    for _ in range(2):
-        x, y = task.batch(0)
+    with pytest.raises(RuntimeError, match=r"call start\(seeds, steps\) before batch"):
+        task.batch(0)
+    task.start([7, 8], steps=4)
+    draws = [adding_problem(12, 6, generator=torch.Generator().manual_seed(s)) for s in (7, 8)]
+    for step in range(4):
+        x, y = task.batch(step)
         assert x.shape == (2, 3, 6, 2) and y.shape == (2, 3)
-        for m, gen in enumerate(gens):
-            ex, ey = adding_problem(3, 6, generator=gen)
-            assert torch.equal(x[m], ex) and torch.equal(y[m], ey)
+        for m, (ex, ey) in enumerate(draws):
+            assert torch.equal(x[m], ex[3 * step:3 * step + 3])
+            assert torch.equal(y[m], ey[3 * step:3 * step + 3])
 
 
 def test_adding_test_batch_follows_the_seed_switch(monkeypatch):
