@@ -9,6 +9,7 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.tasks`: what the trainer trains on (the digits, the adding problem);
 - :mod:`~gradflowkit.member_optim`: SGD and Adam with a learning rate per ensemble member;
 - :mod:`~gradflowkit.profiles`: backward-signal profiles of every member during training;
+- :mod:`~gradflowkit.sweeps`: outcomes of learning-rate x seed sweeps (learned, silent, overflow);
 - :mod:`~gradflowkit.activations`: activations and their closed-form derivatives;
 - :mod:`~gradflowkit.initialization`: Gaussian (LeCun/Xavier/He), orthogonal, zero init;
 - :mod:`~gradflowkit.nets`: ``DeepMLP``, a plain or residual deep fully-connected net;

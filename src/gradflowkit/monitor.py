@@ -13,6 +13,8 @@ A :class:`Monitor` hooks a model's activation modules (forward hooks) and its op
 Non-finite gradients are checked on every step, before the optimizer applies them. There
 are no module backward hooks: they break on in-place operations such as
 ``nn.ReLU(inplace=True)`` and ``out += identity``, which the monitor therefore supports.
+:func:`member_saturation` applies the monitor's saturation rule to every member of an
+:class:`~gradflowkit.ensemble.EnsembleMLP` at once.
 
 Saturation, the share of a module's output entries that pass (almost) no gradient:
 
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .ensemble import EnsembleMLP
 from .validation import check_choice, check_int
 
 #: Module types whose outputs a :class:`Monitor` watches by default.
@@ -520,6 +523,47 @@ def records_matrix(records: Sequence[dict[str, Any]], kind: str, stat: str | Non
         for name, v in r.get(kind, {}).items():
             values[i, column[name]] = v[stat] if stat is not None else v
     return steps, list(names), values
+
+
+@torch.no_grad()
+def member_saturation(model: EnsembleMLP, inputs: torch.Tensor) -> np.ndarray:
+    """The saturated share of each block's activation output, for every ensemble member.
+
+    The same rule as a :class:`Monitor` record's ``"saturation"`` (see the module
+    docstring), for an :class:`~gradflowkit.ensemble.EnsembleMLP`, whose members a Monitor
+    cannot tell apart (lesson 16). One forward pass of ``inputs`` in the model's current
+    mode (call ``model.eval()`` first for batch norm's running statistics).
+
+    Args:
+        model: an :class:`~gradflowkit.ensemble.EnsembleMLP`.
+        inputs: ``(batch, in_features)`` shared by the members, or ``(S, batch, …)``.
+
+    Returns:
+        Float array ``(S, depth)``: member ``s``'s row is what a Monitor on
+        ``model.member(s)`` records for ``blocks.<l>.act`` on the same inputs.
+    """
+    if not isinstance(model, EnsembleMLP):
+        raise TypeError(f"model must be an EnsembleMLP, got {type(model).__name__}; for one "
+                        "net, read the saturation from a Monitor's records")
+    outputs: list[torch.Tensor] = []
+    handles = [block.act.register_forward_hook(
+        lambda _m, _a, out: outputs.append(out.detach())) for block in model.blocks]
+    try:
+        model(model._inputs(inputs))
+    finally:
+        for h in handles:
+            h.remove()
+    shares = []
+    for block, out in zip(model.blocks, outputs):
+        kind = _saturation_kind(block.act)
+        if kind == _SIGMOID:
+            flags = (out < 0.01) | (out > 0.99)
+        elif kind == _TANH:
+            flags = out.abs() > 0.99
+        else:
+            flags = out <= 0
+        shares.append(flags.flatten(1).double().mean(1))
+    return torch.stack(shares, dim=1).numpy()
 
 
 def _saturation_kind(module: nn.Module) -> int:
