@@ -30,7 +30,7 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.paths`: a residual net's 2^n paths and the gradient per path length;
 - :mod:`~gradflowkit.shattered`: dy/dx along a line of inputs and its autocorrelation;
 - :mod:`~gradflowkit.data`: small real data sets that ship with installed packages;
-- :mod:`~gradflowkit.training`: a seeded training loop and weight-change measures;
+- :mod:`~gradflowkit.training`: weight-change and accuracy measures of one net;
 - :mod:`~gradflowkit.monitor`: hooks that record gradient flow while a model trains;
 - :mod:`~gradflowkit.plotting`: the book's plots (computation never plots);
 - :mod:`~gradflowkit.explorer`: sliders over precomputed figures that work without a kernel.

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from .seeding import resolve_seed
-from .validation import check_float, check_int
+from .validation import check_float
 
 
 class Split(NamedTuple):

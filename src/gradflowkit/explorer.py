@@ -8,7 +8,6 @@ Jupyter, in Binder and on the static site, where no kernel runs.
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import os
 import time

@@ -3,8 +3,7 @@
 :class:`SignalRecorder` is a ``callback`` for :func:`~gradflowkit.trainer.train`: at each
 call it measures ``‖∂L_s/∂x_l‖`` of every block ``l`` and every member ``s`` on one fixed
 batch (:func:`~gradflowkit.ensemble.signal_profile` with cross-entropy), so that profiles
-at different steps compare the same inputs. It is the ensemble counterpart of
-:class:`~gradflowkit.training.ProfileRecorder`, which records one net.
+at different steps compare the same inputs (for one net: an ensemble of one).
 
 :func:`signal_ratio` turns the profiles into the number lesson 14 reads them by: the
 signal entering the first block over the signal leaving the last, per member and step.
@@ -50,8 +49,8 @@ class SignalRecorder:
     def __call__(self, step: int, model: EnsembleMLP) -> None:
         if not isinstance(model, EnsembleMLP):
             raise TypeError(f"SignalRecorder records an EnsembleMLP, got "
-                            f"{type(model).__name__}; for one DeepMLP use "
-                            "training.ProfileRecorder")
+                            f"{type(model).__name__}; for one net, build an "
+                            "EnsembleMLP of one seed")
         self.steps.append(check_int("step", step, minimum=0))
         self._signal.append(signal_profile(
             model, self.x, lambda out: member_cross_entropy(out, self.y)))

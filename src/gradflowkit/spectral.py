@@ -4,27 +4,23 @@
 Weight decay multiplies every weight by ``1 - ηλ`` per SGD step before the gradient step is
 added, so with no gradient the spectral norm ``σ_max(W)`` shrinks geometrically:
 ``σ_max(W_k) = (1 - ηλ)^k σ_max(W_0)``. :func:`decay_steps` inverts that, and
-:class:`SpectralTracker` records what actually happens while a net trains: ``σ_max`` of every
-weight matrix and the backward-signal ratio ``‖∂L/∂x_1‖ / ‖∂L/∂x_{L+1}‖`` on a fixed batch.
-
-For ensembles trained with :func:`~gradflowkit.trainer.train`:
-:func:`member_spectral_norms` and :class:`EnsembleSpectralTracker` are the same per member,
-and :class:`L2PenaltyTask` gives every member its own weight-decay strength (an L2 penalty
-in the loss, which for SGD is weight decay), so that a sweep over λ × seeds is one ensemble.
+:class:`EnsembleSpectralTracker` records what actually happens while the members of an
+ensemble train (:func:`~gradflowkit.trainer.train`): ``σ_max`` of every weight matrix
+(:func:`member_spectral_norms`; :func:`spectral_norms` for one net) and the backward-signal
+ratio ``‖∂L/∂x_1‖ / ‖∂L/∂x_{L+1}‖`` on a fixed batch. :class:`L2PenaltyTask` gives every
+member its own L2 penalty in the loss (lesson 8; for SGD it is weight decay, which the
+trainer also takes per member).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .ensemble import member_cross_entropy, signal_profile
-from .gradients import layer_profile
 from .validation import check_float, check_tensor
 
 
@@ -66,39 +62,6 @@ def decay_steps(factor: float, lr: float, weight_decay: float) -> float:
     return math.log(factor) / -math.log1p(-rate)
 
 
-class SpectralTracker:
-    """A training callback that records ``σ_max`` of every weight and the backward signal.
-
-    Pass it as ``callback=`` to :func:`~gradflowkit.training.train_classifier`. Every call
-    appends the step, :func:`spectral_norms` of the model, and the ratio
-    ``‖∂L/∂x_1‖ / ‖∂L/∂x_{L+1}‖`` of :func:`~gradflowkit.gradients.layer_profile` on the
-    fixed batch ``(x, y)`` with cross-entropy (> 1: the signal grows towards the input).
-
-    Args:
-        x: a fixed batch of inputs.
-        y: its integer labels.
-        loss_fn: maps ``(output, y)`` to the loss (default cross-entropy).
-    """
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor,
-                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.cross_entropy):
-        self.x = check_tensor("x", x, ndim=2)
-        if not isinstance(y, torch.Tensor) or len(y) != len(x):
-            raise ValueError(f"y must be a tensor with one label per row of x ({len(x)} rows)")
-        self.y = y
-        self.loss_fn = loss_fn
-        self.steps: list[int] = []
-        self.sigma: dict[str, list[float]] = {}
-        self.backward_ratio: list[float] = []
-
-    def __call__(self, step: int, model: nn.Module) -> None:
-        self.steps.append(int(step))
-        for name, value in spectral_norms(model).items():
-            self.sigma.setdefault(name, []).append(value)
-        signal = layer_profile(model, self.x, lambda out: self.loss_fn(out, self.y)).signal
-        self.backward_ratio.append(float(signal[0] / signal[-1]))
-
-
 def member_spectral_norms(model: nn.Module) -> dict[str, np.ndarray]:
     """``σ_max`` of every weight matrix of every member of an ensemble.
 
@@ -117,7 +80,7 @@ def member_spectral_norms(model: nn.Module) -> dict[str, np.ndarray]:
 
 
 class EnsembleSpectralTracker:
-    """:class:`SpectralTracker` for an ensemble: ``σ_max`` and the backward ratio per member.
+    """A training callback: ``σ_max`` of every weight and the backward ratio, per member.
 
     Pass it as ``callback=`` to :func:`~gradflowkit.trainer.train` (with ``record_every``).
     Every call appends the step, :func:`member_spectral_norms` of the model, and every
@@ -163,9 +126,9 @@ class L2PenaltyTask:
 
     ``losses`` returns ``L_s + λ_s/2 · ‖θ_s‖²`` (all parameters of member ``s``). Under
     plain SGD this is weight decay ``θ ← (1 − ηλ)θ − η∇L`` (lesson 10,
-    eq. ``eq-reg-decay``), so one ensemble can sweep ``λ`` × seeds; the trainer's own
-    ``weight_decay`` takes one value for all members. The recorded training loss includes
-    the penalty; ``evaluate`` is the wrapped task's.
+    eq. ``eq-reg-decay``), which the trainer's own ``weight_decay`` applies instead; use
+    this task where the penalty in the loss is the point (lesson 8: L2 with batch norm).
+    The recorded training loss includes the penalty; ``evaluate`` is the wrapped task's.
 
     Args:
         task: the task to wrap (e.g. :class:`~gradflowkit.tasks.ClassificationTask`).

@@ -74,7 +74,7 @@ def test_recorder_rejects_a_single_net_and_bad_labels():
     rec = SignalRecorder(data.x_train[:10], data.y_train[:10])
     with pytest.raises(ValueError, match="nothing recorded"):
         rec.profiles
-    with pytest.raises(TypeError, match="ProfileRecorder"):
+    with pytest.raises(TypeError, match="records an EnsembleMLP, got Linear; for one net"):
         rec(0, torch.nn.Linear(6, 3))
 
 

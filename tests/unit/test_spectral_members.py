@@ -1,18 +1,20 @@
 """Unit tests of the ensemble helpers of gradflowkit.spectral (lesson 10).
 
-Oracles: the single-net helpers (spectral_norms, SpectralTracker) on each member, and the
+Oracles: the single-net helpers (spectral_norms, layer_profile) on each member, and the
 trainer's own weight_decay (itself checked against torch.optim.SGD) member by member."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from gradflowkit.data import Split
 from gradflowkit.ensemble import EnsembleMLP
-from gradflowkit.spectral import (EnsembleSpectralTracker, L2PenaltyTask, SpectralTracker,
-                                  member_spectral_norms, spectral_norms)
+import torch.nn.functional as F
+
+from gradflowkit.gradients import layer_profile
+from gradflowkit.spectral import (EnsembleSpectralTracker, L2PenaltyTask, member_spectral_norms,
+                                  spectral_norms)
 from gradflowkit.tasks import ClassificationTask
 from gradflowkit.trainer import train
 
@@ -40,7 +42,7 @@ def test_member_spectral_norms_are_each_members_spectral_norms():
             assert norms[name][i] == pytest.approx(value, rel=1e-12)
 
 
-def test_ensemble_tracker_matches_the_single_net_tracker():
+def test_ensemble_tracker_matches_each_members_own_measurements():
     data = _toy_data()
     ens = _ensemble()
     tracker = EnsembleSpectralTracker(data.x_test, data.y_test)
@@ -51,12 +53,13 @@ def test_ensemble_tracker_matches_the_single_net_tracker():
     assert tracker.backward_ratio.shape == (3, 3)
     assert all(v.shape == (3, 3) for v in tracker.sigma.values())
     for i in range(ens.n_members):                 # the last record is the trained model's
-        single = SpectralTracker(data.x_test, data.y_test)
-        single(5, ens.member(i))
-        assert tracker.backward_ratio[i, -1] == pytest.approx(single.backward_ratio[0],
+        net = ens.member(i)
+        signal = layer_profile(net, data.x_test, lambda out: F.cross_entropy(out, data.y_test)
+                               ).signal
+        assert tracker.backward_ratio[i, -1] == pytest.approx(signal[0] / signal[-1],
                                                               rel=1e-10)
-        for name, values in single.sigma.items():
-            assert tracker.sigma[name][i, -1] == pytest.approx(values[0], rel=1e-12)
+        for name, value in spectral_norms(net).items():
+            assert tracker.sigma[name][i, -1] == pytest.approx(value, rel=1e-12)
 
 
 def test_l2_penalty_task_is_weight_decay_member_by_member():

@@ -8,6 +8,7 @@ drawn the documented way, and a stop at the first non-finite loss or gradient.""
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -234,6 +235,16 @@ def test_recurrent_ensemble_on_the_adding_task_equals_members_alone(cell):
         with torch.no_grad():
             mse = float(((net(x_test.double()) - y_test.double()) ** 2).mean())
         assert record.metrics["test_mse"][i] == pytest.approx(mse, rel=1e-8)
+
+
+@pytest.mark.parametrize("options", [dict(), dict(optimizer="adam", clip=0.1, record_every=2)])
+def test_training_emits_no_warnings(data, options):
+    """A warning on stderr fails the book build: the trainer must not cause one."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        record = train(ensemble([0, 1]), ClassificationTask(data, 16), steps=5, lr=0.01,
+                       **options)
+    assert record.loss.shape == (2, 5) and np.isfinite(record.loss).all()
 
 
 def test_trainrecord_final_loss_checks_window():
