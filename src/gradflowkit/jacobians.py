@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .activations import derivative, make_activation
-from .validation import check_tensor
+from .validation import check_tensor, check_weight_stack
 
 
 def dense_layer_jacobian(weight: torch.Tensor, pre_activation: torch.Tensor,
@@ -133,10 +133,7 @@ def stack_jacobian(weights: torch.Tensor, activation: str, x: torch.Tensor) -> t
     Returns:
         ``(S, n, n)``: ``∂x_{L+1}/∂x_1`` of every member, in the weights' dtype.
     """
-    check_tensor("weights", weights, ndim=4)
-    members, depth, n_out, n_in = weights.shape
-    if n_out != n_in:
-        raise ValueError(f"weights must be square per layer, got {n_out}×{n_in}")
+    members, depth, n_in = check_weight_stack(weights)
     check_tensor("x", x)
     x = x.to(weights.dtype)
     if x.ndim == 1:

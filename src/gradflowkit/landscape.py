@@ -84,6 +84,17 @@ def loss_surface(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn,
         ``(len(coords[1]), len(coords[0]))`` (rows follow the second direction, as
         ``plt.contour(coords[0], coords[1], Z)`` expects).
     """
+    return _surface(model, inputs, lambda out: np.float64(float(loss_fn(out))), directions,
+                    coords)
+
+
+def _surface(model: nn.Module, inputs: torch.Tensor, evaluate, directions: Sequence[Direction],
+             coords) -> np.ndarray:
+    """``evaluate(model(inputs))`` (an array) at every grid point, parameters restored.
+
+    Returns the values stacked as ``grid shape + value shape``; rows of the grid follow the
+    last direction.
+    """
     check_tensor("inputs", inputs)
     if len(directions) not in (1, 2) or len(coords) != len(directions):
         raise ValueError("pass one or two directions and one coordinate array per direction")
@@ -95,17 +106,17 @@ def loss_surface(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn,
     centre = {k: p.detach().clone() for k, p in params.items()}
     grids = np.meshgrid(*[np.asarray(c, dtype=float) for c in reversed(coords)],
                         indexing="ij")[::-1]   # grids[k][row, col]; rows = last direction
-    losses = np.empty(grids[0].shape)
+    values = []
     try:
-        for idx in np.ndindex(losses.shape):
+        for idx in np.ndindex(grids[0].shape):
             for name, p in params.items():
                 p.copy_(centre[name])
                 for d, g in zip(directions, grids):
                     p.add_(d[name], alpha=float(g[idx]))
-            losses[idx] = float(loss_fn(model(inputs)))
+            values.append(np.asarray(evaluate(model(inputs)), dtype=np.float64))
     finally:
         model.load_state_dict(saved)
-    return losses
+    return np.stack(values).reshape(*grids[0].shape, *values[0].shape)
 
 
 def grid_local_minima(z: np.ndarray) -> int:
@@ -179,31 +190,11 @@ def member_loss_surface(model: nn.Module, inputs: torch.Tensor, loss_fn: MemberL
         len(coords[0]))`` for two (rows of each member's grid follow the second direction).
         Parameters and buffers are restored afterwards.
     """
-    check_tensor("inputs", inputs)
-    if len(directions) not in (1, 2) or len(coords) != len(directions):
-        raise ValueError("pass one or two directions and one coordinate array per direction")
-    params = dict(model.named_parameters())
-    for d in directions:
-        if set(d) != set(params):
-            raise ValueError("a direction must have exactly the model's parameter names")
-    saved = {k: v.clone() for k, v in model.state_dict().items()}
-    centre = {k: p.detach().clone() for k, p in params.items()}
-    grids = np.meshgrid(*[np.asarray(c, dtype=float) for c in reversed(coords)],
-                        indexing="ij")[::-1]
-    losses = None
-    try:
-        for idx in np.ndindex(grids[0].shape):
-            for name, p in params.items():
-                p.copy_(centre[name])
-                for d, g in zip(directions, grids):
-                    p.add_(d[name], alpha=float(g[idx]))
-            value = loss_fn(model(inputs)).double().numpy()
-            if losses is None:
-                if value.ndim != 1:
-                    raise ValueError("loss_fn must return one loss per member, shape (S,), "
-                                     f"got shape {value.shape}")
-                losses = np.empty((value.shape[0], *grids[0].shape))
-            losses[(slice(None), *idx)] = value
-    finally:
-        model.load_state_dict(saved)
-    return losses
+    def member_losses(out: torch.Tensor) -> np.ndarray:
+        value = loss_fn(out).double().numpy()
+        if value.ndim != 1:
+            raise ValueError("loss_fn must return one loss per member, shape (S,), got "
+                             f"shape {value.shape}")
+        return value
+
+    return np.moveaxis(_surface(model, inputs, member_losses, directions, coords), -1, 0)

@@ -22,7 +22,7 @@ import torch
 from .activations import derivative, make_activation
 from .gradients import capture_inputs
 from .nets import DeepMLP
-from .validation import check_tensor
+from .validation import check_tensor, check_weight_stack, member_batch
 
 
 class SignalStats(NamedTuple):
@@ -175,17 +175,8 @@ def stack_signal_stats(weights: torch.Tensor, activation: str, inputs: torch.Ten
         A :class:`StackStats`: population standard deviations over the batch and the
         units, computed in the weights' dtype and returned as float64 arrays.
     """
-    check_tensor("weights", weights, ndim=4)
-    members, depth, n_out, n_in = weights.shape
-    if n_out != n_in:
-        raise ValueError(f"weights must be square per layer, got {n_out}×{n_in}")
-    check_tensor("inputs", inputs)
-    x = inputs.to(weights.dtype)
-    if x.ndim == 2:
-        x = x.unsqueeze(0).expand(members, -1, -1)
-    if x.ndim != 3 or x.shape[0] != members or x.shape[2] != n_in:
-        raise ValueError(f"inputs must have shape (batch, {n_in}) or ({members}, batch, "
-                         f"{n_in}), got {tuple(inputs.shape)}")
+    members, depth, n_in = check_weight_stack(weights)
+    x = member_batch("inputs", inputs, members, n_in, weights.dtype)
     std = lambda t: t.flatten(1).std(1, correction=0).double()  # noqa: E731 - per member
     f = make_activation(activation)
     states, slopes, preact = [x], [], []

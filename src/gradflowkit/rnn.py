@@ -114,12 +114,17 @@ class VanillaRNN(nn.Module):
                              f"{tuple(xs.shape)}")
         h = (torch.zeros(*xs.shape[1:-1], self.W.shape[0], dtype=self.W.dtype)
              if h0 is None else h0)
-        states, pre = [h], []
-        for x in xs:
-            h, a = self.step(h, x)
-            states.append(h)
-            pre.append(a)
-        return RNNTrace(torch.stack(states), torch.stack(pre))
+        return _unroll(self.step, h, xs)
+
+
+def _unroll(step, h: torch.Tensor, xs: torch.Tensor) -> "RNNTrace":
+    """Apply ``step(h, x) -> (h, a)`` along the first axis of ``xs``; keep every state."""
+    states, pre = [h], []
+    for x in xs:
+        h, a = step(h, x)
+        states.append(h)
+        pre.append(a)
+    return RNNTrace(torch.stack(states), torch.stack(pre))
 
 
 def step_jacobians(rnn: "VanillaRNN | StackedRNN", preactivations: torch.Tensor) -> torch.Tensor:
@@ -280,12 +285,7 @@ class StackedRNN(nn.Module):
             raise ValueError(f"xs must have shape (T, {members}, {inputs}), got "
                              f"{tuple(xs.shape)}")
         h = torch.zeros(members, hidden, dtype=self.W.dtype) if h0 is None else h0
-        states, pre = [h], []
-        for x in xs:
-            h, a = self.step(h, x)
-            states.append(h)
-            pre.append(a)
-        return RNNTrace(torch.stack(states), torch.stack(pre))
+        return _unroll(self.step, h, xs)
 
 
 def random_runs(seeds: Sequence[int], hidden_size: int, input_size: int, steps: int,

@@ -28,7 +28,7 @@ import torch
 
 from .activations import derivative, make_activation
 from .trainer import TrainRecord
-from .validation import check_float, check_int, check_tensor
+from .validation import check_float, check_int, check_tensor, check_weight_stack, member_batch
 
 #: What became of a training run, in the order the book stacks them:
 #: ``"learned"``: finite and at least the asked test accuracy;
@@ -215,20 +215,11 @@ def nested_backward_ratios(weights: torch.Tensor, activation: str, inputs: torch
         (over the batch and the units) of ``∂L/∂x_1`` and of ``G``. Non-finite values are
         left in.
     """
-    check_tensor("weights", weights, ndim=4)
-    members, depth, n_out, n_in = weights.shape
-    if n_out != n_in:
-        raise ValueError(f"weights must be square per layer, got {n_out}×{n_in}")
+    members, depth, n_in = check_weight_stack(weights)
     depths = [check_int("depth", L, minimum=1) for L in depths]
     if not depths or max(depths) > depth:
         raise ValueError(f"depths must be between 1 and {depth}, got {depths}")
-    check_tensor("inputs", inputs)
-    x = inputs.to(weights.dtype)
-    if x.ndim == 2:
-        x = x.unsqueeze(0).expand(members, -1, -1)
-    if x.ndim != 3 or x.shape[0] != members or x.shape[2] != n_in:
-        raise ValueError(f"inputs must have shape (batch, {n_in}) or ({members}, batch, "
-                         f"{n_in}), got {tuple(inputs.shape)}")
+    x = member_batch("inputs", inputs, members, n_in, weights.dtype)
     check_tensor("grad_output", grad_output)
     if tuple(grad_output.shape) != tuple(x.shape):
         raise ValueError(f"grad_output must have shape {tuple(x.shape)}, got "

@@ -91,6 +91,47 @@ def check_tensor(name: str, value: object, *, ndim: int | None = None) -> torch.
     return value
 
 
+def check_weight_stack(weights: object) -> tuple[int, int, int]:
+    """Check a stack of square weight matrices ``(S, depth, n, n)``; return ``(S, depth, n)``.
+
+    The form in which many random nets are drawn at once (lessons 6, 7).
+
+    Args:
+        weights: the stack.
+
+    Returns:
+        Members, layers and width.
+    """
+    check_tensor("weights", weights, ndim=4)
+    members, depth, n_out, n_in = weights.shape
+    if n_out != n_in:
+        raise ValueError(f"weights must be square per layer, got {n_out}×{n_in}")
+    return members, depth, n_in
+
+
+def member_batch(name: str, value: object, members: int, width: int,
+                 dtype: torch.dtype) -> torch.Tensor:
+    """Inputs for ``members`` nets: ``(batch, width)`` shared, or ``(members, batch, width)``.
+
+    Args:
+        name: the argument's name, used in the error message.
+        value: the inputs.
+        members: number of nets.
+        width: features per input.
+        dtype: the nets' dtype (the inputs are converted).
+
+    Returns:
+        A ``(members, batch, width)`` tensor (a broadcast view of shared inputs).
+    """
+    x = check_tensor(name, value).to(dtype)
+    if x.ndim == 2:
+        x = x.unsqueeze(0).expand(members, -1, -1)
+    if x.ndim != 3 or x.shape[0] != members or x.shape[2] != width:
+        raise ValueError(f"{name} must have shape (batch, {width}) or ({members}, batch, "
+                         f"{width}), got {tuple(value.shape)}")
+    return x
+
+
 def check_finite(name: str, value: torch.Tensor) -> torch.Tensor:
     """Return ``value`` if every entry is finite; otherwise say how many are inf or NaN.
 

@@ -121,3 +121,21 @@ def test_check_finite_counts_nan_and_inf():
     with pytest.raises(FloatingPointError,
                        match=r"^loss is not finite: 2 NaN and 2 inf entries out of 6"):
         check_finite("loss", t)
+
+
+def test_check_weight_stack_and_member_batch():
+    from gradflowkit.validation import check_weight_stack, member_batch
+    assert check_weight_stack(torch.zeros(3, 5, 4, 4)) == (3, 5, 4)
+    with pytest.raises(ValueError, match=r"weights must be square per layer, got 4×2"):
+        check_weight_stack(torch.zeros(3, 5, 4, 2))
+    with pytest.raises(ValueError, match=r"weights must have 4 dimensions"):
+        check_weight_stack(torch.zeros(5, 4, 4))
+    shared = torch.arange(6.0).view(2, 3)
+    x = member_batch("inputs", shared, 4, 3, torch.float64)
+    assert x.shape == (4, 2, 3) and x.dtype == torch.float64
+    assert torch.equal(x[3], shared.double())
+    own = torch.zeros(4, 2, 3)
+    assert member_batch("inputs", own, 4, 3, torch.float32) is own
+    with pytest.raises(ValueError, match=r"inputs must have shape \(batch, 3\) or \(4, batch, "
+                                         r"3\), got \(5, 2, 3\)"):
+        member_batch("inputs", torch.zeros(5, 2, 3), 4, 3, torch.float32)
