@@ -2,7 +2,7 @@
 
 :func:`train` runs ``steps`` optimizer steps on a model whose parameters have the member
 axis first (an :class:`~gradflowkit.ensemble.EnsembleMLP`, an
-:class:`~gradflowkit.recurrent.EnsembleRecurrent`, or an ensemble of one), on a task from
+:class:`~gradflowkit.ensemble_recurrent.EnsembleRecurrent`, or an ensemble of one), on a task from
 :mod:`gradflowkit.tasks`. Every member has its own batches, its own learning rate if asked,
 and its own fate: a member whose loss or gradient stops being finite is **stopped** at that
 step, before the bad update, and the others go on. What happened is returned as one
