@@ -26,8 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .activations import make_activation
-from .nets import DeepMLP, NetConfig, initial_parameters
+from .nets import Block, DeepMLP, NetConfig, block_states, initial_parameters
 from .validation import check_int, check_tensor
 
 
@@ -103,29 +102,14 @@ class StackedLayerNorm(nn.Module):
         return torch.addcmul(self.bias.unsqueeze(1), normed, self.weight.unsqueeze(1))
 
 
-class StackedBlock(nn.Module):
+class StackedBlock(Block):
     """One block of :class:`EnsembleMLP`: :class:`~gradflowkit.nets.Block` for ``S`` members."""
 
     def __init__(self, members: int, cfg: NetConfig):
-        super().__init__()
-        self.residual = cfg.residual
-        self.shortcut_scale = cfg.shortcut_scale
-        self.branch_scale = cfg.branch_scale
-        self.linear = StackedLinear(members, cfg.width, cfg.width, cfg.bias)
-        self.norm = _stacked_norm(cfg.norm, members, cfg.width)
-        self.act = make_activation(cfg.activation)
-        self.linear2 = None
-        if cfg.residual and cfg.branch_layers == 2:
-            self.linear2 = StackedLinear(members, cfg.width, cfg.width, cfg.bias)
-
-    def branch(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.act(self.norm(self.linear(x)))
-        return self.linear2(h) if self.linear2 is not None else h
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.residual:
-            return self.branch(x)
-        return self.shortcut_scale * x + self.branch_scale * self.branch(x)
+        super().__init__(
+            cfg,
+            make_linear=lambda fan_in, fan_out, bias: StackedLinear(members, fan_in, fan_out, bias),
+            make_norm=lambda norm, width: _stacked_norm(norm, members, width))
 
 
 def _stacked_norm(norm: str | None, members: int, width: int) -> nn.Module:
@@ -241,14 +225,7 @@ class EnsembleMLP(nn.Module):
 
     def hidden_states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``[x_0, …, x_depth]`` of every member: each ``(S, batch, width)``, in the graph."""
-        x = self._inputs(x)
-        if self.stem is not None:
-            x = self.stem(x)
-        states = [x]
-        for block in self.blocks:
-            x = block(x)
-            states.append(x)
-        return states
+        return block_states(self.stem, self.blocks, self._inputs(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.hidden_states(x)[-1]

@@ -48,16 +48,23 @@ def filter_normalized_direction(model: nn.Module, *, generator: torch.Generator 
         dtypes. Weight rows have the norms of the weight rows (a zero row stays zero);
         1-dimensional parameters (biases, batch-norm scales and shifts) are zero.
     """
+    return _filter_normalized(model, 1, generator, eps)
+
+
+def _filter_normalized(model: nn.Module, lead: int, generator: torch.Generator | None,
+                       eps: float) -> Direction:
+    """Gaussian directions whose filters (slices over the first ``lead`` axes + 1) have the
+    norms of the model's; parameters with ``lead`` or fewer axes get zero directions."""
     direction = {}
     for name, p in model.named_parameters():
-        if p.ndim < 2:
+        if p.ndim <= lead:
             direction[name] = torch.zeros_like(p, requires_grad=False)
             continue
         w = p.detach()
         d = torch.randn(w.shape, generator=generator, dtype=w.dtype)
-        rows_w = w.reshape(w.shape[0], -1).norm(dim=1)
-        rows_d = d.reshape(d.shape[0], -1).norm(dim=1)
-        scale = (rows_w / rows_d.clamp_min(eps)).reshape(-1, *([1] * (w.ndim - 1)))
+        rows_w = w.flatten(lead).norm(dim=lead)
+        rows_d = d.flatten(lead).norm(dim=lead)
+        scale = (rows_w / rows_d.clamp_min(eps)).reshape(*w.shape[:lead], *([1] * (w.ndim - lead)))
         direction[name] = d * scale
     return direction
 
@@ -152,18 +159,7 @@ def member_filter_normalized_direction(model: nn.Module, *,
         ``{name: tensor}`` like ``model.named_parameters()``; member ``s``'s filter ``j`` of
         every weight has the norm of the same filter of member ``s``'s weights.
     """
-    direction = {}
-    for name, p in model.named_parameters():
-        if p.ndim < 3:
-            direction[name] = torch.zeros_like(p, requires_grad=False)
-            continue
-        w = p.detach()
-        d = torch.randn(w.shape, generator=generator, dtype=w.dtype)
-        rows_w = w.flatten(2).norm(dim=2)
-        rows_d = d.flatten(2).norm(dim=2)
-        scale = (rows_w / rows_d.clamp_min(eps)).reshape(*w.shape[:2], *([1] * (w.ndim - 2)))
-        direction[name] = d * scale
-    return direction
+    return _filter_normalized(model, 2, generator, eps)
 
 
 MemberLossFn = Callable[[torch.Tensor], torch.Tensor]

@@ -18,6 +18,7 @@ is the activation ``x_l`` whose gradient ``∂L/∂x_l`` is the backward signal 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -145,19 +146,27 @@ def initial_parameters(cfg: NetConfig,
 
 
 class Block(nn.Module):
-    """One block of :class:`DeepMLP`: a plain layer or a residual block."""
+    """One block of :class:`DeepMLP`: a plain layer or a residual block.
 
-    def __init__(self, cfg: NetConfig):
+    ``make_linear(in, out, bias)`` and ``make_norm(norm, width)`` build the layers; the
+    ensemble's :class:`~gradflowkit.ensemble.StackedBlock` passes stacked ones, so both share
+    this block's one ``branch`` and ``forward``.
+    """
+
+    def __init__(self, cfg: NetConfig, make_linear: Callable[..., nn.Module] | None = None,
+                 make_norm: Callable[[str | None, int], nn.Module] | None = None):
         super().__init__()
+        make_linear = make_linear or (lambda i, o, bias: _Linear(i, o, bias=bias))
+        make_norm = make_norm or _make_norm
         self.residual = cfg.residual
         self.shortcut_scale = cfg.shortcut_scale
         self.branch_scale = cfg.branch_scale
-        self.linear = _Linear(cfg.width, cfg.width, bias=cfg.bias)
-        self.norm = _make_norm(cfg.norm, cfg.width)
+        self.linear = make_linear(cfg.width, cfg.width, cfg.bias)
+        self.norm = make_norm(cfg.norm, cfg.width)
         self.act = make_activation(cfg.activation)
         self.linear2 = None
         if cfg.residual and cfg.branch_layers == 2:
-            self.linear2 = _Linear(cfg.width, cfg.width, bias=cfg.bias)
+            self.linear2 = make_linear(cfg.width, cfg.width, cfg.bias)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         """The block's non-linear path ``F(x)`` (the whole block when not residual)."""
@@ -224,13 +233,20 @@ class DeepMLP(nn.Module):
         Returns:
             ``depth + 1`` tensors of shape ``(batch, width)``, still in the autograd graph.
         """
-        if self.stem is not None:
-            x = self.stem(x)
-        states = [x]
-        for block in self.blocks:
-            x = block(x)
-            states.append(x)
-        return states
+        return block_states(self.stem, self.blocks, x)
+
+
+def block_states(stem: nn.Module | None, blocks: nn.ModuleList,
+                 x: torch.Tensor) -> list[torch.Tensor]:
+    """``[x_0, …, x_depth]``: the stem's output (or ``x``) and every block's output in turn
+    (shared by :class:`DeepMLP` and :class:`~gradflowkit.ensemble.EnsembleMLP`)."""
+    if stem is not None:
+        x = stem(x)
+    states = [x]
+    for block in blocks:
+        x = block(x)
+        states.append(x)
+    return states
 
 
 def _make_norm(norm: str | None, width: int) -> nn.Module:
