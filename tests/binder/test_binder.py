@@ -88,3 +88,105 @@ def test_pins_match() -> None:
     assert top["jupyter-book"].startswith("1.")
     mismatched = {k: (v, full.get(k)) for k, v in top.items() if full.get(k) != v}
     assert not mismatched, f"requirements.txt and constraints.txt disagree: {mismatched}; run make lock"
+
+
+# --- torch's CPU build on Binder -------------------------------------------------------------
+
+CPU_INDEX_PATH = "/whl/cpu"   # PyTorch's CPU-only wheel index (its install selector's "CPU")
+
+
+def _requirement_lines(path: Path, seen: set[Path] | None = None) -> list[str]:
+    """Every line pip reads for ``-r path``: nested ``-r``/``-c`` files inlined, comments cut."""
+    seen = set() if seen is None else seen
+    path = path.resolve()
+    if path in seen:
+        return []
+    seen.add(path)
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #")[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        flag, _, rest = line.partition(" ")
+        if flag in ("-r", "-c"):
+            lines += _requirement_lines(path.parent / rest.strip(), seen)
+        else:
+            lines.append(line)
+    return lines
+
+
+def _specifiers(lines: list[str], name: str) -> list[str]:
+    from packaging.requirements import Requirement
+
+    found = []
+    for line in lines:
+        if line.startswith("-"):
+            continue
+        req = Requirement(line)
+        if req.name.lower().replace("_", "-") == name:
+            found.append(str(req.specifier))
+    return found
+
+
+def test_binder_looks_for_torch_on_the_cpu_wheel_index() -> None:
+    lines = _requirement_lines(BINDER / "requirements.txt")
+    extra = [ln.split(None, 1)[1] for ln in lines if ln.startswith("--extra-index-url")]
+    assert any(url.rstrip("/").endswith(CPU_INDEX_PATH) for url in extra), (
+        f"binder/requirements.txt needs `--extra-index-url <PyTorch's CPU index>`: {extra}")
+    # --index-url would replace the package index: the other packages are not all there.
+    assert not any(ln.startswith(("--index-url", "-i ")) for ln in lines)
+
+
+def test_every_torch_pin_admits_the_cpu_build() -> None:
+    from packaging.specifiers import SpecifierSet
+
+    specs = _specifiers(_requirement_lines(BINDER / "requirements.txt"), "torch")
+    assert specs, "binder/requirements.txt installs no torch"
+    for spec in specs:   # requirements.txt and constraints.txt
+        assert SpecifierSet(spec).contains("2.13.0+cpu"), spec
+        assert not SpecifierSet(spec).contains("2.14.0"), spec
+
+
+def _fake_wheel(folder: Path, version: str) -> None:
+    """A minimal, valid wheel of a package ``torch`` (no code), for pip's resolver only."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"torch-{version}.dist-info"
+    files = {
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: torch\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=")
+        record.append(f"{name},sha256={digest.decode()},{len(text.encode())}")
+    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+    with zipfile.ZipFile(folder / f"torch-{version}-py3-none-any.whl", "w") as whl:
+        for name, text in files.items():
+            whl.writestr(name, text)
+
+
+def test_pip_prefers_the_cpu_build_when_both_are_offered(tmp_path: Path) -> None:
+    """With both indexes, pip sees torch 2.13.0 and 2.13.0+cpu: it must take +cpu (oracle: pip)."""
+    for version in ("2.13.0", "2.13.0+cpu"):
+        _fake_wheel(tmp_path, version)
+    proc = subprocess.run(
+        # --isolated: no pip.conf or PIP_* variables, so only the two fake wheels are offered.
+        [sys.executable, "-m", "pip", "--isolated", "install", "--dry-run", "--no-index",
+         "--ignore-installed",
+         "--find-links", str(tmp_path), "--report", "-", "--quiet", "torch==2.13.0"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    chosen = [item["metadata"]["version"] for item in json.loads(proc.stdout)["install"]]
+    assert chosen == ["2.13.0+cpu"]
+
+
+def test_binder_installs_jupyterlab_myst() -> None:
+    """Binder renders the lessons' MyST in JupyterLab, as `make lab` does."""
+    lines = _requirement_lines(BINDER / "requirements.txt")
+    specs = _specifiers(lines, "jupyterlab-myst")
+    assert specs and all(spec.startswith("==") for spec in specs), specs

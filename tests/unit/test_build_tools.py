@@ -27,6 +27,7 @@ def _load(name: str, path: Path):
 execute = _load("execute", ROOT / "tools" / "execute.py")
 robust = _load("robust", ROOT / "tools" / "robust.py")
 bench = _load("bench", ROOT / "benchmarks" / "bench.py")
+peak_memory = _load("peak_memory", ROOT / "tools" / "peak_memory.py")
 
 MYST_HEADER = """---
 jupytext:
@@ -231,3 +232,31 @@ def test_pass_table_counts_and_names_failures(tmp_path, monkeypatch):
     (line,) = robust.pass_table(results, [nb], ["seed=0", "seed=1"])
     assert "lessons/07-x.md" in line and "1/2" in line and "failed: seed=1" in line
     assert "4.5 s" in line
+
+
+def test_peak_memory_probe_reports_this_process_peak():
+    """The probe cell's code, run here, prints this process's ru_maxrss (an oracle: resource)."""
+    import contextlib
+    import io
+    import resource
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(peak_memory.PROBE, {})
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(peak_memory.PROBE)])
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text=out.getvalue())]
+    peak = peak_memory.peak_from_output(nb)
+    now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert 0 < peak <= now
+
+
+def test_peak_memory_says_when_the_probe_did_not_run():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")])
+    with pytest.raises(RuntimeError, match="probe cell printed nothing"):
+        peak_memory.peak_from_output(nb)
+
+
+def test_peak_memory_rejects_zero_jobs(capsys):
+    with pytest.raises(SystemExit):
+        peak_memory.main(["--jobs", "0"])
+    assert "--jobs must be at least 1" in capsys.readouterr().err
