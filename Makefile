@@ -143,10 +143,11 @@ test-binder: $(STAMP) ## Check that repo2docker picks up binder/ (no Docker need
 bench: $(STAMP) ## Time a cold and a cached book build, lessons, monitor; ARGS=--save records them
 	$(BIN)/python benchmarks/bench.py --jobs $(JOBS) $(ARGS)
 
-lab: $(STAMP) ## Start JupyterLab; lessons/*.md open as notebooks (jupytext)
+# GRADFLOW_SHOW_GLUE=1: each cell that glues numbers shows them (Lab cannot fill in the prose).
+lab: $(STAMP) ## Start JupyterLab; lessons/*.md open as notebooks (jupytext), MyST rendered
 	$(BIN)/jupytext-config --settings-file $(VENV)/etc/jupyter/labconfig/default_setting_overrides.json \
 	  set-default-viewer
-	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
+	GRADFLOW_SHOW_GLUE=1 $(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(LAB_ARGS)
 
 lock: ## Re-resolve requirements.txt in a scratch venv and write the full pins to constraints.txt
 	rm -rf _build/lock-venv

@@ -190,3 +190,14 @@ def test_binder_installs_jupyterlab_myst() -> None:
     lines = _requirement_lines(BINDER / "requirements.txt")
     specs = _specifiers(lines, "jupyterlab-myst")
     assert specs and all(spec.startswith("==") for spec in specs), specs
+
+
+def test_binder_sessions_show_glued_values(dockerfile: str) -> None:
+    """binder/start sets GRADFLOW_SHOW_GLUE=1, as `make lab` does (gradflowkit.glue)."""
+    assert 'ENV R2D_ENTRYPOINT="${REPO_DIR}/binder/start"' in dockerfile
+    text = (BINDER / "start").read_text()
+    assert text.startswith("#!/bin/bash") and os.access(BINDER / "start", os.X_OK)
+    assert "export GRADFLOW_SHOW_GLUE=1" in text
+    assert text.rstrip().endswith('exec "$@"'), "binder/start must end by running its arguments"
+    makefile = (REPO / "Makefile").read_text()
+    assert "GRADFLOW_SHOW_GLUE=1 $(BIN)/jupyter lab" in makefile
