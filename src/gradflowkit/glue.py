@@ -1,7 +1,7 @@
 """Numbers for the prose: ``glue`` them for the book, and show them where glue cannot reach.
 
 The book's lessons compute every number they quote and ``glue`` it; MyST-NB puts the value
-in place of ``{glue:text}`name``` when the site is built. JupyterLab's MyST renderer
+in place of a ``{glue:text}`` role naming it when the site is built. JupyterLab's MyST renderer
 (jupyterlab-myst) has no store of glued values: in Lab the prose shows the role as the
 name (for instance ``l12_err_product:.0e``), not the number.
 
@@ -40,7 +40,7 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """``myst_nb.glue(name, value, display=display)``, plus the Lab fallback described above.
 
     Args:
-        name: the key the prose refers to with ``{glue:text}`name```; a non-empty string.
+        name: the key the prose refers to in a ``{glue:text}`` role; a non-empty string.
         value: the value (a number, a string or anything MyST-NB can glue).
         display: also display the value where the cell runs (MyST-NB's meaning).
     """
