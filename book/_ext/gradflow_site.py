@@ -14,6 +14,13 @@
   plain ``float(x)`` in the lesson needs no help.
 - Speed: pybtex plugin lookups are cached (see ``_cache_pybtex_entry_points``); the cached
   book build went from 20 s to 16 s.
+- Accessibility (axe-core runs over every page in tests/site/test_accessibility.py):
+  figures get their caption as alt text instead of the hashed file name
+  (``_set_image_alt``); the generated HTML loses three markup faults (``_fix_body_markup``);
+  the theme starts in "auto" colour mode (``_default_colour_mode``); and
+  ``_static/gradflow-a11y.js`` names the explorers' sliders and the theme's buttons in the
+  browser, where those elements are created (the explorers' frames carry their own alt text,
+  see ``gradflowkit.explorer``).
 """
 
 from __future__ import annotations
@@ -74,6 +81,87 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
     scripts[:] = unique
 
 
+def _caption_text(figure: Any) -> str:
+    from docutils import nodes
+
+    caption = next(iter(figure.findall(nodes.caption)), None)
+    return " ".join(caption.astext().split()) if caption is not None else ""
+
+
+def _section_title(node: Any) -> str:
+    from docutils import nodes
+
+    parent = node.parent
+    while parent is not None and not isinstance(parent, nodes.section):
+        parent = parent.parent
+    if parent is None or not isinstance(parent[0], nodes.title):
+        return ""
+    return " ".join(parent[0].astext().split())
+
+
+def _set_image_alt(app, doctree, docname) -> None:
+    """Give every image without alt text a description instead of its file name.
+
+    The HTML writer uses an image's URI as its alt text when it has none, so a screen reader
+    reads "../_images/4fac....png". A figure's alt text becomes its caption (what the
+    author wrote about it); an image without a caption (a cell output that is not declared
+    as a figure) is named after its section, which at least says where it belongs.
+    An alt text set by the author (``mystnb: image: alt:``, ``:alt:``) is kept.
+    """
+    from docutils import nodes
+
+    title = app.env.titles.get(docname)
+    page = " ".join(title.astext().split()) if title is not None else docname
+    for image in doctree.findall(nodes.image):
+        if image.get("alt"):
+            continue
+        figure = image.parent
+        while figure is not None and not isinstance(figure, nodes.figure):
+            figure = figure.parent
+        text = _caption_text(figure) if figure is not None else ""
+        if not text:
+            section = _section_title(image)
+            text = f"Figure in “{section}”, {page}" if section and section != page else \
+                f"Figure in {page}"
+        image["alt"] = text
+
+
+# (pattern, replacement) applied to the HTML body of every page.
+_BODY_FIXES = [
+    # MyST-NB names the hide-input toggle "Toggle hidden content" while it shows "Show code
+    # cell source": a speech-input user who says what they see cannot activate it (axe
+    # label-content-name-mismatch). Without the aria-label the visible text is the name.
+    (re.compile(r'<summary aria-label="Toggle hidden content">'), "<summary>"),
+    # docutils puts role="doc-biblioentry" (deprecated in ARIA 1.3) inside role="list",
+    # which may only hold list items (axe aria-required-children, critical).
+    (re.compile(r'(<div class="citation" id="[^"]*" role=")doc-biblioentry(")'),
+     r"\1listitem\2"),
+    # An empty corner cell of a Markdown table is a header with no text (axe
+    # empty-table-header); an empty data cell says the same without announcing a header.
+    (re.compile(r'<th class="head">(?:<p></p>)?</th>'), '<td class="head"></td>'),
+]
+
+
+def _fix_body_markup(app, pagename, templatename, context, doctree) -> None:
+    body = context.get("body")
+    if not body:
+        return
+    for pattern, replacement in _BODY_FIXES:
+        body = pattern.sub(replacement, body)
+    context["body"] = body
+
+
+def _default_colour_mode(app, pagename, templatename, context, doctree) -> None:
+    """Start in the "auto" colour mode on a first visit.
+
+    pydata-sphinx-theme reads the mode from localStorage, else from ``default_mode`` of the
+    HTML context, which is empty unless configured: a first visit then logs "Got invalid
+    theme mode" and falls back to "auto". Setting "auto" here gives the same page, quietly.
+    """
+    if not context.get("default_mode"):
+        context["default_mode"] = "auto"
+
+
 def _cache_pybtex_entry_points() -> None:
     """Look each pybtex plugin up once per build instead of once per citation.
 
@@ -111,6 +199,11 @@ def setup(app):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropFootciteWarning) for f in logger.filters):
             logger.addFilter(_DropFootciteWarning())
+    app.connect("doctree-resolved", _set_image_alt)
+    app.connect("html-page-context", _fix_body_markup)
+    app.connect("html-page-context", _default_colour_mode)
+    # Deferred: runs once the page is parsed; it watches for widgets rendered later.
+    app.add_js_file("gradflow-a11y.js", loading_method="defer")
     # Run late, after every extension has added its scripts for this page.
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     return {"version": "0.1", "parallel_read_safe": True, "parallel_write_safe": True}

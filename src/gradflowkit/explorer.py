@@ -3,13 +3,22 @@
 Every combination of slider values is drawn once, when the notebook executes; the sliders
 are linked to the frames in the browser (``jslink``), so the explorer works the same in
 Jupyter, in Binder and on the static site, where no kernel runs.
+
+Each frame is an ``<img>`` with alt text inside an ``HTML`` widget rather than an ``Image``
+widget: ``Image`` has no alt trait, and its ``tooltip`` breaks the widget's rendering
+(ipywidgets 8 reads the ``description`` that ``Image`` lacks), so a screen reader would
+meet an unnamed picture. The alt text names the explorer, the slider values and what the
+axes show, and it works in JupyterLab and on the static site alike.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import io
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,10 +34,13 @@ MAX_FRAMES = 60
 #: much of a lesson's execution time goes to drawing explorer frames.
 TIMING_LOG_ENV = "GRADFLOW_EXPLORER_LOG"
 
+_PNG_DATA = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
 
 def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
              initial: Mapping[str, Any] | None = None, nrows: int = 1, ncols: int = 1,
-             figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 100) -> widgets.VBox:
+             figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 100,
+             title: str = "Explorer") -> widgets.VBox:
     """Draw ``draw(axes, **values)`` for every slider combination; return the widget.
 
     Args:
@@ -44,13 +56,19 @@ def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
         ncols: columns of subplots per frame (default 1).
         figsize: size of each frame in inches (default (7, 4)).
         dpi: resolution of each frame (default 100).
+        title: what the explorer shows, for the frames' alt text, which reads
+            "<title>, <slider> = <value>, ...: <y label> against <x label>" (default
+            "Explorer").
 
     Returns:
-        A ``VBox`` of the sliders above the frames. Its attributes ``frame_count`` and
+        A ``VBox`` of the sliders above the frames; each frame is an ``HTML`` widget holding
+        one ``<img>`` (``frame_png`` returns its PNG). Its attributes ``frame_count`` and
         ``draw_seconds`` say how many frames were drawn and how long it took.
     """
     if not callable(draw):
         raise TypeError(f"draw must be callable, got {type(draw).__name__}")
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"title must be a non-empty string, got {title!r}")
     if not 1 <= len(sliders) <= 2:
         raise ValueError(f"explorer takes one or two sliders, got {len(sliders)}: "
                          f"{list(sliders)}")
@@ -68,18 +86,20 @@ def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
 
     layout: list[Any] = []  # the first frame's axes positions, reused by the others
 
-    def frame(values: Sequence[Any]) -> widgets.Image:
-        return _render(draw, dict(zip(names, values)), nrows, ncols, figsize, dpi, width_px,
-                       layout)
+    def frame(*chosen: tuple[str, Any]) -> widgets.HTML:
+        values = {name: value for name, (_, value) in zip(names, chosen)}
+        caption = ", ".join([title.strip()] + [f"{name} = {label}" for name, (label, _)
+                                                in zip(names, chosen)])
+        return _render(draw, values, caption, nrows, ncols, figsize, dpi, width_px, layout)
 
     if len(names) == 1:
         (name,) = names
-        stack = widgets.Stack([frame([v]) for _, v in options[name]], selected_index=start[0])
+        stack = widgets.Stack([frame(o) for o in options[name]], selected_index=start[0])
         controls = [_slider(name, options[name], start[0], stack)]
     else:
         first, second = names
-        inner = [widgets.Stack([frame([v1, v2]) for _, v2 in options[second]],
-                               selected_index=start[1]) for _, v1 in options[first]]
+        inner = [widgets.Stack([frame(o1, o2) for o2 in options[second]],
+                               selected_index=start[1]) for o1 in options[first]]
         stack = widgets.Stack(inner, selected_index=start[0])
         controls = [_slider(first, options[first], start[0], stack),
                     _slider(second, options[second], start[1], *inner)]
@@ -126,8 +146,48 @@ def _initial_indices(names, options, initial) -> list[int]:
     return indices
 
 
-def _render(draw, values, nrows, ncols, figsize, dpi, width_px, layout) -> widgets.Image:
-    """Draw one frame as a PNG image widget.
+def frame_png(frame: widgets.HTML) -> bytes:
+    """The PNG image of one explorer frame.
+
+    Args:
+        frame: a frame of an explorer, an ``HTML`` widget made by ``explorer``.
+
+    Returns:
+        The PNG file's bytes.
+    """
+    match = _PNG_DATA.search(getattr(frame, "value", "") or "")
+    if not isinstance(frame, widgets.HTML) or match is None:
+        raise ValueError("not an explorer frame (an HTML widget with a PNG <img>): got "
+                         f"{type(frame).__name__} {str(getattr(frame, 'value', ''))[:60]!r}")
+    return base64.b64decode(match.group(1))
+
+
+def _describe_axes(fig) -> str:
+    """What the axes of a figure plot, from their labels: "y against x; ..."."""
+    parts = []
+    for ax in fig.axes:
+        ylabel, xlabel = ax.get_ylabel().strip(), ax.get_xlabel().strip()
+        text = f"{ylabel} against {xlabel}" if ylabel and xlabel else ylabel or xlabel
+        if ax.get_title().strip():
+            text = f"{ax.get_title().strip()} ({text})" if text else ax.get_title().strip()
+        if text and text not in parts:
+            parts.append(text)
+    # Mathtext reads better without its dollar signs ("slope f'(z_l)" not "$f'(z_l)$").
+    return "; ".join(parts).replace("$", "")
+
+
+def _frame_html(png: bytes, alt: str, width_px: int) -> widgets.HTML:
+    data = base64.b64encode(png).decode("ascii")
+    return widgets.HTML(
+        f'<img class="gradflow-frame" src="data:image/png;base64,{data}" '
+        f'alt="{html.escape(alt, quote=True)}" '
+        f'style="width: 100%; max-width: {width_px}px; height: auto">',
+        layout=widgets.Layout(width="100%", max_width=f"{width_px}px"))
+
+
+def _render(draw, values, caption, nrows, ncols, figsize, dpi, width_px,
+            layout) -> widgets.HTML:
+    """Draw one frame as an ``<img>`` whose alt text is ``caption`` and what the axes show.
 
     The first frame is laid out by matplotlib's constrained layout, and its axes positions
     are stored in ``layout``. Later frames reuse those positions instead of solving the
@@ -150,10 +210,11 @@ def _render(draw, values, nrows, ncols, figsize, dpi, width_px, layout) -> widge
         fig.savefig(buffer, format="png", dpi=dpi)
         if not layout:
             layout.extend(ax.get_position() for ax in fig.axes)
+        shows = _describe_axes(fig)
     finally:
         plt.close(fig)  # drawn frames are not shown as separate outputs
-    return widgets.Image(value=buffer.getvalue(), format="png",
-                         layout=widgets.Layout(width="100%", max_width=f"{width_px}px"))
+    alt = f"{caption}: {shows}" if shows else caption
+    return _frame_html(buffer.getvalue(), alt, width_px)
 
 
 def _slider(name: str, options, index: int, *stacks: widgets.Stack) -> widgets.SelectionSlider:

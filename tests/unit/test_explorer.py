@@ -12,7 +12,7 @@ import pytest
 from ipywidgets.widgets import widget as widget_module
 from ipywidgets.widgets.widget_link import Link
 
-from gradflowkit.explorer import MAX_FRAMES, explorer
+from gradflowkit.explorer import MAX_FRAMES, explorer, frame_png
 
 SMALL = dict(figsize=(1.0, 1.0), dpi=20)
 
@@ -42,8 +42,8 @@ def _build(sliders, **kwargs):
     return box, draw, _new_links(before)
 
 
-def _is_png(image):
-    return isinstance(image, widgets.Image) and image.value[:8] == b"\x89PNG\r\n\x1a\n"
+def _is_png(frame):
+    return isinstance(frame, widgets.HTML) and frame_png(frame)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # --- one slider --------------------------------------------------------------------------
@@ -80,7 +80,7 @@ def test_frames_differ_when_the_drawing_differs():
 
     box = explorer(draw, {"k": [1, 2]}, **SMALL)
     a, b = box.children[1].children
-    assert a.value != b.value
+    assert frame_png(a) != frame_png(b)
 
 
 def test_initial_selection_one_slider():
@@ -146,8 +146,8 @@ def test_two_sliders_frame_contents_are_in_the_right_place():
     box = explorer(draw, {"a": [1, 2, 3], "b": [1, 3]}, **SMALL)
     outer = box.children[2]
     alone = explorer(draw, {"a": [3], "b": [1]}, **SMALL).children[2].children[0].children[0]
-    assert outer.children[2].children[0].value == alone.value
-    assert outer.children[0].children[0].value != alone.value
+    assert frame_png(outer.children[2].children[0]) == frame_png(alone)
+    assert frame_png(outer.children[0].children[0]) != frame_png(alone)
 
 
 def test_two_sliders_initial_selection():
@@ -245,7 +245,7 @@ def test_no_timing_log_without_the_variable(monkeypatch, tmp_path):
 
 def _frames(box):
     stack = box.children[-1]
-    return [child.value for child in stack.children]
+    return [frame_png(child) for child in stack.children]
 
 
 def test_later_frames_reuse_the_first_frames_layout_exactly():

@@ -1,0 +1,88 @@
+"""Shared steps of the browser tests: open a page offline, wait until it is rendered."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from conftest import SITE
+
+WAIT_MS = 30_000
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
+
+
+def is_local(url: str) -> bool:
+    """True for URLs the site may load: data/blob/about and the test server on 127.0.0.1."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
+        return True
+    return parts.hostname == "127.0.0.1"
+
+
+def is_redirect(page_path: str) -> bool:
+    """True for Jupyter Book's index.html, which only redirects to the root page."""
+    return bool(REFRESH.search((SITE / page_path).read_text(encoding="utf-8")[:500]))
+
+
+@contextlib.contextmanager
+def open_page(browser, site_url: str, page_path: str, *, mode: str = "light",
+              viewport: dict | None = None) -> Iterator:
+    """Open one page of the site in a fresh browser context, with the network blocked.
+
+    Args:
+        browser: the session's Playwright browser.
+        site_url: base URL of the local server.
+        page_path: the page, relative to _build/html.
+        mode: "light" (a first visit: nothing stored, the system prefers light) or "dark"
+            (the reader chose dark with the theme's switch, stored in localStorage).
+        viewport: the window size (default: 1280 x 900).
+
+    Yields:
+        The loaded page. Requests that leave the machine are aborted; the page's console
+        errors are collected in ``page.console_errors``.
+    """
+    if mode not in ("light", "dark"):
+        raise ValueError(f"mode must be 'light' or 'dark', got {mode!r}")
+    context = browser.new_context(viewport=viewport or DESKTOP, color_scheme=mode)
+    if mode == "dark":
+        # What the theme's switch stores; read by the theme before the page is painted.
+        context.add_init_script(
+            "localStorage.setItem('mode', 'dark'); localStorage.setItem('theme', 'dark');")
+    page = context.new_page()
+    page.console_errors = []
+    page.route("**/*", lambda r: r.continue_() if is_local(r.request.url) else r.abort())
+    page.on("console", lambda m: m.type == "error" and page.console_errors.append(m.text))
+    try:
+        page.goto(f"{site_url}/{page_path}", wait_until="load", timeout=WAIT_MS)
+        yield page
+    finally:
+        context.close()
+
+
+def wait_until_rendered(page) -> None:
+    """Wait until every widget view is rendered and MathJax has typeset the page.
+
+    Failures to render are not raised here; test_site.py reports them.
+    """
+    with contextlib.suppress(Exception):
+        page.wait_for_function(
+            """() => Array.from(document.querySelectorAll(
+                  'script[type="application/vnd.jupyter.widget-view+json"]'))
+                .every(s => s.parentElement.querySelector('.jupyter-widgets'))""",
+            timeout=WAIT_MS,
+        )
+    with contextlib.suppress(Exception):
+        page.wait_for_function(
+            """async () => {
+                if (!document.querySelector('.math')) return true;
+                if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return false;
+                await MathJax.startup.promise;
+                return Array.from(document.querySelectorAll('.math'))
+                    .every(m => m.querySelector('mjx-container'));
+            }""",
+            timeout=WAIT_MS,
+        )
