@@ -82,10 +82,22 @@ def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
 
 
 def _caption_text(figure: Any) -> str:
+    """The caption as plain text; its inline math read as text (``\\sqrt{c/2}`` -> ``√c/2``),
+    since a screen reader would spell raw TeX out."""
     from docutils import nodes
 
+    from gradflowkit.explorer import plain_math   # the explorers' alt text reads math the same way
+
     caption = next(iter(figure.findall(nodes.caption)), None)
-    return " ".join(caption.astext().split()) if caption is not None else ""
+    if caption is None:
+        return ""
+    parts = []
+    for node in caption.findall(lambda n: isinstance(n, (nodes.math, nodes.Text))):
+        if isinstance(node, nodes.math):
+            parts.append(plain_math(node.astext()))
+        elif not isinstance(node.parent, nodes.math):
+            parts.append(node.astext())
+    return " ".join("".join(parts).split())
 
 
 def _section_title(node: Any) -> str:

@@ -42,6 +42,9 @@ JS_HANDLES = """() => Array.from(document.querySelectorAll('.widget-slider')).ma
 IMG = re.compile(r"<img\b[^>]*>", re.I)
 ALT = re.compile(r'\balt=\\?"([^"\\]*)', re.I)
 FILE_NAME = re.compile(r"(^|/)[\w.-]+\.(png|jpe?g|svg|gif|webp)$|_images/", re.I)
+# The whole alt attribute (it may hold escaped backslashes), and TeX a screen reader would spell.
+ALT_WHOLE = re.compile(r'\balt=\\?"(.*?)\\?"', re.I | re.S)
+RAW_TEX = re.compile(r"\$|\\+(partial|lambda|sigma|gamma|sqrt|left|right|mathrm|lVert|rVert)\b|\\+\|")
 
 
 def axe_violations(page) -> list[dict]:
@@ -74,7 +77,8 @@ def format_violations(page_path: str, mode: str, violations: list[dict]) -> str:
 
 
 def test_images_have_alt_text_not_file_names(page_path: str) -> None:
-    """axe accepts any alt text; a file name ("../_images/4fac....png") tells a reader nothing.
+    """axe accepts any alt text; a file name ("../_images/4fac....png") tells a reader nothing,
+    and neither does raw TeX ("\\partial L"): explorer alt text is plain (explorer.plain_math).
 
     Explorer frames are <img> tags inside the embedded widget state (escaped JSON), so the
     pattern also reads ``alt=\\"...``.
@@ -84,8 +88,9 @@ def test_images_have_alt_text_not_file_names(page_path: str) -> None:
     for tag in IMG.findall(html):
         match = ALT.search(tag)
         alt = match.group(1).strip() if match else ""
-        if not alt or FILE_NAME.search(alt):
-            bad.append(tag[:120])
+        whole = ALT_WHOLE.search(tag)
+        if not alt or FILE_NAME.search(alt) or (whole and RAW_TEX.search(whole.group(1))):
+            bad.append(tag[:120] if not whole else whole.group(1)[:160])
     assert not bad, f"{page_path}: {len(bad)} image(s) without a real alt text: {bad[:5]}"
 
 

@@ -79,3 +79,12 @@ def test_default_colour_mode(given, expected):
     context = {} if given is None else {"default_mode": given}
     gradflow_site._default_colour_mode(None, "page", "page.html", context, None)
     assert context["default_mode"] == expected
+
+
+def test_math_in_a_caption_is_read_as_text():
+    doctree = _doctree(True, None)
+    figure = next(iter(doctree.findall(nodes.figure)))
+    figure += nodes.caption("", "", nodes.Text("Ratio against the prediction "),
+                            nodes.math("", r"\sqrt{c/2}^{\,L}"), nodes.Text(" (dashed)."))
+    gradflow_site._set_image_alt(_app(), doctree, "doc")
+    assert _alts(doctree) == ["Ratio against the prediction √c/2^ L (dashed)."]

@@ -64,3 +64,15 @@ def test_bad_title_raises(title):
 def test_frame_png_rejects_other_widgets():
     with pytest.raises(ValueError, match="not an explorer frame"):
         frame_png(widgets.HTML("<b>no image</b>"))
+
+
+def test_plain_math_reads_mathtext_labels():
+    from gradflowkit.explorer import plain_math
+
+    label = r"$\|\partial L/\partial x_l\| \,/\, \|\partial L/\partial x_{L+1}\|$"
+    assert plain_math(label) == "‖∂ L/∂ x_l‖ / ‖∂ L/∂ x_L+1‖"
+    assert plain_math(r"$\lambda^{20}$ and $\sigma(b_f)$") == "λ^20 and σ(b_f)"
+    assert plain_math(r"$\left(\sqrt{c/2}\right)$") == "(√c/2)"
+    assert plain_math(r"$\mathrm{rate}\;r$") == "rate r"
+    assert plain_math(r"$\unknowncmd x$") == "unknowncmd x"
+    assert plain_math("no math here") == "no math here"
