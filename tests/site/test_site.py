@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import pytest
 import yaml
 
 from conftest import REPO
+from site_helpers import REFRESH, is_local
 
 WAIT_MS = 30_000
 # Text in a cell's output that means a cell failed, even when it was printed to stdout.
@@ -25,13 +24,6 @@ ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(Error|Exce
 JS_FRAME = """(root) => Array.from(root.querySelectorAll('img'))
     .filter(i => i.getClientRects().length > 0 && getComputedStyle(i).visibility !== 'hidden')
     .map(i => i.src)"""
-
-
-def _is_local(url: str) -> bool:
-    parts = urlsplit(url)
-    if parts.scheme in ("data", "blob", "about"):
-        return True
-    return parts.hostname == "127.0.0.1"
 
 
 def _binder_url(source: str) -> str:
@@ -44,9 +36,6 @@ def _binder_url(source: str) -> str:
 
 def _screenshot_name(page_path: str) -> str:
     return page_path.removesuffix(".html").replace("/", "__") + ".png"
-
-
-REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
 
 
 def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> None:
@@ -67,7 +56,7 @@ def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> N
 
     def route(route):
         url = route.request.url
-        if _is_local(url):
+        if is_local(url):
             route.continue_()
         else:
             left_machine.append(url)
