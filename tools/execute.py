@@ -89,14 +89,30 @@ def book_config() -> dict:
     return yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf8"))
 
 
-def toc_sources() -> list[Path]:
-    """The .md files listed in _toc.yml that are notebooks (they have jupytext front matter)."""
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf8"))
+def toc_sources(root: Path = ROOT) -> list[Path]:
+    """The .md files listed in root/_toc.yml that are notebooks (they have jupytext front
+    matter), in ToC order."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf8"))
     files = [toc["root"]]
     for part in toc.get("parts", []):
         files += [chapter["file"] for chapter in part.get("chapters", [])]
-    sources = [ROOT / f"{name}.md" for name in files]
+    sources = [root / f"{name}.md" for name in files]
     return [p for p in sources if p.exists() and "\njupytext:" in p.read_text(encoding="utf8")]
+
+
+def reader_config(config: dict) -> MdParserConfig:
+    """The MyST parser settings of _config.yml, as MyST-NB's reader gets them in the build."""
+    return MdParserConfig(
+        enable_extensions=set(config.get("parse", {}).get("myst_enable_extensions", [])))
+
+
+def run_in_kernel(nb: nbformat.NotebookNode, path: str | Path, timeout: int):
+    """Execute ``nb`` in place in a fresh kernel, as the book build does: the notebook's own
+    folder as working directory, ``PYTHONHASHSEED=0`` (the kernel inherits this process's
+    environment), no cell error allowed. Returns jupyter-cache's execution result."""
+    os.environ["PYTHONHASHSEED"] = "0"  # as in `make book`
+    return single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
+                               allow_errors=False, meta_override=True)
 
 
 def read_notebook(path: Path, md_config: MdParserConfig) -> nbformat.NotebookNode:
@@ -110,13 +126,9 @@ def _execute(job: tuple[str, str, int, str | None]) -> tuple[str, str, float, st
     """Run in a worker process: execute one notebook, return it as JSON with its run time."""
     path, text, timeout, explorer_log = job
     nb = nbformat.reads(text, as_version=4)
-    # Both are inherited by the kernel, which this worker process starts.
-    os.environ["PYTHONHASHSEED"] = "0"  # as in `make book`
-    if explorer_log:
+    if explorer_log:   # inherited by the kernel, which this worker process starts
         os.environ[EXPLORER_LOG_ENV] = explorer_log
-    result = single_nb_execution(
-        nb, cwd=str(Path(path).parent), timeout=timeout, allow_errors=False, meta_override=True
-    )
+    result = run_in_kernel(nb, path, timeout)
     return path, nbformat.writes(nb), result.time, result.exc_string
 
 
@@ -147,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
 
     config = book_config()
-    md_config = MdParserConfig(
-        enable_extensions=set(config.get("parse", {}).get("myst_enable_extensions", []))
-    )
+    md_config = reader_config(config)
     timeout = int(config["execute"]["timeout"])
     cache_dir = ROOT / config["execute"]["cache"]
     cache = get_cache(str(cache_dir))

@@ -34,7 +34,8 @@ from pathlib import Path
 import jupytext
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from execute import ROOT, toc_sources  # noqa: E402 - the ToC notebooks, as the build finds them
 
 #: What JupyterLab puts into the notebook metadata when the python3 kernel of ipykernel
 #: starts: the kernel's spec and its kernel_info reply. jupytext keeps the kernelspec and
@@ -46,36 +47,6 @@ LAB_LANGUAGE_INFO = {
     "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
     "pygments_lexer": "ipython3", "version": "3.11",
 }
-
-
-def toc_files(toc: Path = ROOT / "_toc.yml") -> list[str]:
-    """Every `file:` of the table of contents (root included), without extension."""
-    def walk(node):
-        if isinstance(node, dict):
-            for key, value in node.items():
-                if key in ("file", "root") and isinstance(value, str):
-                    yield value
-                else:
-                    yield from walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                yield from walk(item)
-
-    return list(walk(yaml.safe_load(toc.read_text(encoding="utf8"))))
-
-
-def is_notebook_source(text: str) -> bool:
-    """True for a MyST Markdown notebook (a jupytext header), False for a plain page."""
-    if not text.startswith("---\n"):
-        return False
-    header = yaml.safe_load(text.split("\n---\n", 1)[0][4:]) or {}
-    return "jupytext" in header or "kernelspec" in header
-
-
-def notebook_sources(root: Path = ROOT) -> list[Path]:
-    """The `.md` notebooks listed in `_toc.yml`, in ToC order."""
-    paths = [root / f"{name}.md" for name in toc_files(root / "_toc.yml")]
-    return [p for p in paths if p.exists() and is_notebook_source(p.read_text(encoding="utf8"))]
 
 
 def lab_roundtrip(text: str) -> str:
@@ -130,7 +101,7 @@ def unfolded_solutions(text: str) -> int:
 
 def stray_notebooks(root: Path = ROOT) -> list[Path]:
     """`.ipynb` files beside the book's sources (Sphinx would find two files per page)."""
-    return sorted(p.with_suffix(".ipynb") for p in notebook_sources(root)
+    return sorted(p.with_suffix(".ipynb") for p in toc_sources(root)
                   if p.with_suffix(".ipynb").exists())
 
 
@@ -155,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="rewrite the sources: fixed points, solutions folded")
     args = parser.parse_args(argv)
     problems = []
-    for path in notebook_sources():
+    for path in toc_sources():
         text = path.read_text(encoding="utf8")
         if args.write and lab_roundtrip(fold_solutions(text)) != text:
             path.write_text(lab_roundtrip(fold_solutions(text)), encoding="utf8")

@@ -21,11 +21,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
-from jupyter_cache.executors.utils import single_nb_execution
-from myst_parser.config.main import MdParserConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from execute import ROOT, book_config, read_notebook, toc_sources  # noqa: E402
+from execute import (ROOT, book_config, read_notebook, reader_config,  # noqa: E402
+                     run_in_kernel, toc_sources)
 
 #: Appended to every notebook: prints the kernel's peak RSS as one JSON line.
 PROBE = ("import json as _json, resource as _resource\n"
@@ -44,11 +43,9 @@ def peak_from_output(nb: nbformat.NotebookNode) -> float:
 def _measure(job: tuple[str, str, int]) -> dict:
     """In a worker process: execute one notebook with the probe cell, return its peak."""
     path, text, timeout = job
-    os.environ["PYTHONHASHSEED"] = "0"   # as in `make book`
     nb = nbformat.reads(text, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
-    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
-                                 allow_errors=False, meta_override=True)
+    result = run_in_kernel(nb, path, timeout)
     if result.exc_string:
         return {"notebook": path, "error": result.exc_string[-800:]}
     return {"notebook": path, "peak_mib": round(peak_from_output(nb), 1),
@@ -71,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no such notebook: {', '.join(missing)}")
 
     config = book_config()
-    md_config = MdParserConfig(**{"enable_extensions": config["parse"]["myst_enable_extensions"]})
-    timeout = int(config["execute"].get("timeout", 120))
+    md_config = reader_config(config)
+    timeout = int(config["execute"]["timeout"])
     jobs = [(str(p), nbformat.writes(read_notebook(p, md_config)), timeout) for p in sources]
 
     start = time.perf_counter()

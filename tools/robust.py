@@ -40,11 +40,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import nbformat
-from jupyter_cache.executors.utils import single_nb_execution
-from myst_parser.config.main import MdParserConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from execute import ROOT, book_config, read_notebook, stderr_outputs, toc_sources  # noqa: E402
+from execute import (ROOT, book_config, read_notebook, reader_config,  # noqa: E402
+                     run_in_kernel, stderr_outputs, toc_sources)
 
 GATE_VARIANTS = ("seed=1", "seed=2", "cpu=default", "cpu=avx2")
 # What a notebook calls when it draws random numbers through the seed switch.
@@ -103,11 +102,9 @@ def _run(job: tuple[str, str, str, dict[str, str], int]) -> dict:
     variant, path, text, env, timeout = job
     saved = {key: os.environ.get(key) for key in env}
     os.environ.update(env)
-    os.environ["PYTHONHASHSEED"] = "0"
     try:
         nb = nbformat.reads(text, as_version=4)
-        result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=timeout,
-                                     allow_errors=False, meta_override=True)
+        result = run_in_kernel(nb, path, timeout)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -123,8 +120,7 @@ def _run(job: tuple[str, str, str, dict[str, str], int]) -> dict:
 def run_all(variants: list[str], sources: list[Path], jobs: int) -> list[dict]:
     """Execute every notebook under every variant, ``jobs`` at a time; print as they end."""
     config = book_config()
-    md_config = MdParserConfig(
-        enable_extensions=set(config.get("parse", {}).get("myst_enable_extensions", [])))
+    md_config = reader_config(config)
     timeout = int(config["execute"]["timeout"])
     texts = {p: nbformat.writes(read_notebook(p, md_config)) for p in sources}
     todo = []

@@ -63,26 +63,26 @@ def open_page(browser, site_url: str, page_path: str, *, mode: str = "light",
         context.close()
 
 
+# True once every embedded widget view has been rendered by the widget manager.
+JS_WIDGETS_RENDERED = """() => Array.from(document.querySelectorAll(
+      'script[type="application/vnd.jupyter.widget-view+json"]'))
+    .every(s => s.parentElement.querySelector('.jupyter-widgets'))"""
+
+# True once MathJax has typeset every formula (at once on a page without any).
+JS_MATH_TYPESET = """async () => {
+    if (!document.querySelector('.math')) return true;
+    if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return false;
+    await MathJax.startup.promise;
+    return Array.from(document.querySelectorAll('.math'))
+        .every(m => m.querySelector('mjx-container'));
+}"""
+
+
 def wait_until_rendered(page) -> None:
     """Wait until every widget view is rendered and MathJax has typeset the page.
 
     Failures to render are not raised here; test_site.py reports them.
     """
-    with contextlib.suppress(Exception):
-        page.wait_for_function(
-            """() => Array.from(document.querySelectorAll(
-                  'script[type="application/vnd.jupyter.widget-view+json"]'))
-                .every(s => s.parentElement.querySelector('.jupyter-widgets'))""",
-            timeout=WAIT_MS,
-        )
-    with contextlib.suppress(Exception):
-        page.wait_for_function(
-            """async () => {
-                if (!document.querySelector('.math')) return true;
-                if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return false;
-                await MathJax.startup.promise;
-                return Array.from(document.querySelectorAll('.math'))
-                    .every(m => m.querySelector('mjx-container'));
-            }""",
-            timeout=WAIT_MS,
-        )
+    for script in (JS_WIDGETS_RENDERED, JS_MATH_TYPESET):
+        with contextlib.suppress(Exception):
+            page.wait_for_function(script, timeout=WAIT_MS)

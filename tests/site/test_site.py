@@ -14,9 +14,8 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
-from site_helpers import REFRESH, is_local
+from site_helpers import JS_MATH_TYPESET, JS_WIDGETS_RENDERED, REFRESH, WAIT_MS, is_local
 
-WAIT_MS = 30_000
 # Text in a cell's output that means a cell failed, even when it was printed to stdout.
 ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(Error|Exception): ", re.M)
 
@@ -77,12 +76,7 @@ def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> N
         n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
         if n_views:
             try:
-                page.wait_for_function(
-                    """() => Array.from(document.querySelectorAll(
-                          'script[type="application/vnd.jupyter.widget-view+json"]'))
-                        .every(s => s.parentElement.querySelector('.jupyter-widgets'))""",
-                    timeout=WAIT_MS,
-                )
+                page.wait_for_function(JS_WIDGETS_RENDERED, timeout=WAIT_MS)
             except Exception:  # noqa: BLE001 - reported as a problem below
                 problems.append(f"{n_views} widget view(s) in the page, not all rendered")
 
@@ -90,15 +84,7 @@ def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> N
         n_math = page.locator(".math").count()
         if n_math:
             try:
-                page.wait_for_function(
-                    """async () => {
-                        if (!(window.MathJax && MathJax.startup && MathJax.startup.promise)) return false;
-                        await MathJax.startup.promise;
-                        return Array.from(document.querySelectorAll('.math'))
-                            .every(m => m.querySelector('mjx-container'));
-                    }""",
-                    timeout=WAIT_MS,
-                )
+                page.wait_for_function(JS_MATH_TYPESET, timeout=WAIT_MS)
             except Exception:  # noqa: BLE001
                 untyped = page.evaluate(
                     """() => Array.from(document.querySelectorAll('.math'))

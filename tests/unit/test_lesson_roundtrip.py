@@ -113,7 +113,7 @@ def test_every_notebook_of_the_toc_is_checked():
 def test_the_tool_agrees_with_the_test():
     """tools/lab_fixpoint.py (what contributors run) uses the same kernel and ToC."""
     assert lab_fixpoint.LAB_KERNELSPEC == installed_kernelspec()
-    assert lab_fixpoint.notebook_sources() == SOURCES
+    assert lab_fixpoint.toc_sources() == SOURCES
     assert lab_fixpoint.lab_roundtrip(SOURCES[0].read_text(encoding="utf8")) == \
         lab_save(SOURCES[0].read_text(encoding="utf8"))
 
@@ -126,7 +126,7 @@ def test_the_tool_finds_a_drift_and_a_stray_notebook(tmp_path):
     drifted = lesson.replace("display_name: Python 3 (ipykernel)", "display_name: Python 3")
     (tmp_path / "lessons" / "a.md").write_text(drifted, encoding="utf8")
     (tmp_path / "lessons" / "a.ipynb").write_text("{}", encoding="utf8")
-    assert lab_fixpoint.notebook_sources(tmp_path) == [tmp_path / "lessons" / "a.md"]
+    assert lab_fixpoint.toc_sources(tmp_path) == [tmp_path / "lessons" / "a.md"]
     paired = lesson.replace("formats: md:myst", "formats: ipynb,md:myst")
     assert lab_fixpoint.paired_formats(paired) == ["ipynb"]
     assert lab_fixpoint.lab_roundtrip(drifted) == lesson
