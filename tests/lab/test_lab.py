@@ -102,21 +102,71 @@ def screenshot(page, name: str, selector: str | None = None) -> None:
     page.screenshot(path=str(SCREENSHOTS / f"lab-{name}.png"))
 
 
-def wait_until_saved(page, lab, path: str) -> None:
-    """Wait for Lab's own autosave (the tab loses its dirty mark), then save once more."""
+class SaveWatch:
+    """Counts Lab's saves of `path` (PUT /api/contents/...) that are still in flight."""
+
+    def __init__(self, page, path: str):
+        self.started = self.finished = 0
+        self.failed: list[str] = []
+        target = "/api/contents/" + path
+
+        def is_save(request) -> bool:
+            return request.method == "PUT" and target in request.url
+
+        def start(request):
+            self.started += is_save(request)
+
+        def finish(request):
+            self.finished += is_save(request)
+
+        def fail(request):
+            if is_save(request):
+                self.finished += 1
+                self.failed.append(request.failure or "failed")
+
+        page.on("request", start)
+        page.on("requestfinished", finish)
+        page.on("requestfailed", fail)
+
+    @property
+    def in_flight(self) -> int:
+        return self.started - self.finished
+
+
+def tab_is_dirty(page) -> bool:
     tab = page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current")
+    return "jp-mod-dirty" in (tab.first.get_attribute("class") or "")
+
+
+def wait_until_saved(page, lab, path: str, saves: SaveWatch) -> None:
+    """Wait for Lab's own autosave, save once more (Ctrl+S), and wait until no save is in
+    flight and the tab stays clean: closing during a save fails it ("File Save Error:
+    Disposed"), which would hide whether the saved file matches the notebook."""
     wait_s = 10 * lab.autosave_s + 10
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        classes = tab.first.get_attribute("class") or ""
-        if "jp-mod-dirty" not in classes:
-            break
+    while tab_is_dirty(page) and time.monotonic() < deadline:
         time.sleep(0.5)
-    else:
+    if tab_is_dirty(page):
         pytest.fail(f"{path}: Lab did not autosave within {wait_s} s "
                     f"(autosave interval {lab.autosave_s} s):\n{lab.log_tail()}")
+    before = saves.started
     page.keyboard.press("Control+s")   # the reader's own save writes the same file
-    time.sleep(2)
+    settled_since = None
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        settled = saves.started > before and not saves.in_flight and not tab_is_dirty(page)
+        if not settled:
+            settled_since = None
+        elif settled_since is None:
+            settled_since = time.monotonic()
+        elif time.monotonic() - settled_since > 1.0:
+            break
+        page.wait_for_timeout(200)   # not time.sleep: Playwright delivers request events
+                                     # to SaveWatch only while the page is being waited on
+    else:
+        pytest.fail(f"{path}: the save did not settle within {wait_s} s ({saves.started - before}"
+                    f" saves started, {saves.in_flight} in flight):\n{lab.log_tail()}")
+    assert not saves.failed, f"{path}: a save request failed: {saves.failed}"
 
 
 def close_current_tab(page) -> None:
@@ -174,6 +224,7 @@ def test_lesson_in_lab(lab, page, blocked, path):
     source = (lab.root / path).read_text(encoding="utf8")
 
     # 1. What Lab does on its own: open, Run All, autosave, close. The lesson must not change.
+    saves = SaveWatch(page, path)
     open_lesson(page, lab, path)
     state = run_all(page)
     page.keyboard.press("Escape")  # command mode: every markdown cell shows rendered
@@ -184,7 +235,7 @@ def test_lesson_in_lab(lab, page, blocked, path):
     assert folded and state["inputsFolded"] == folded, (
         f"{path}: {state['inputsFolded']} code cells shown folded, {folded} solution cells")
     screenshot(page, f"{name}-exercises", ".myst-exercise")
-    wait_until_saved(page, lab, path)
+    wait_until_saved(page, lab, path, saves)
     close_current_tab(page)
     saved = (lab.root / path).read_text(encoding="utf8")
     diff = "\n".join(list(difflib.unified_diff(source.splitlines(), saved.splitlines(),
