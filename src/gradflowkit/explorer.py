@@ -40,7 +40,7 @@ _PNG_DATA = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
              initial: Mapping[str, Any] | None = None, nrows: int = 1, ncols: int = 1,
              figsize: tuple[float, float] = (7.0, 4.0), dpi: int = 100,
-             title: str = "Explorer") -> widgets.VBox:
+             title: str) -> widgets.VBox:
     """Draw ``draw(axes, **values)`` for every slider combination; return the widget.
 
     Args:
@@ -56,9 +56,9 @@ def explorer(draw: Callable[..., Any], sliders: Mapping[str, Sequence[Any]], *,
         ncols: columns of subplots per frame (default 1).
         figsize: size of each frame in inches (default (7, 4)).
         dpi: resolution of each frame (default 100).
-        title: what the explorer shows, for the frames' alt text, which reads
-            "<title>, <slider> = <value>, ...: <y label> against <x label>" (default
-            "Explorer").
+        title: what the explorer shows, named as a figure would be ("Backward signal per
+            layer"); required, because the frames' alt text starts with it and reads
+            "<title>, <slider> = <value>, ...: <y label> against <x label>".
 
     Returns:
         A ``VBox`` of the sliders above the frames; each frame is an ``HTML`` widget holding

@@ -14,7 +14,7 @@ from ipywidgets.widgets.widget_link import Link
 
 from gradflowkit.explorer import MAX_FRAMES, explorer, frame_png
 
-SMALL = dict(figsize=(1.0, 1.0), dpi=20)
+SMALL = dict(figsize=(1.0, 1.0), dpi=20, title="Explorer")
 
 
 class Recorder:
@@ -209,7 +209,7 @@ def test_unknown_initial_raises(initial, msg):
 
 def test_draw_must_be_callable():
     with pytest.raises(TypeError, match=r"^draw must be callable, got str"):
-        explorer("plot", {"a": [1]})
+        explorer("plot", {"a": [1]}, title="Explorer")
 
 
 def test_error_in_draw_propagates_and_closes_the_figure():
@@ -257,7 +257,8 @@ def test_later_frames_reuse_the_first_frames_layout_exactly():
         ax.set_xlabel("layer")
         ax.set_ylabel("gradient norm")
         ax.set_title("same title")
-    box = explorer(same_drawing, {"k": [1, 2, 3]}, figsize=(3.0, 2.0), dpi=40)
+    box = explorer(same_drawing, {"k": [1, 2, 3]}, figsize=(3.0, 2.0), dpi=40,
+                   title="Explorer")
     first, *others = _frames(box)
     assert all(frame == first for frame in others)
 
@@ -267,6 +268,7 @@ def test_a_frame_with_more_axes_gets_its_own_layout():
         image = ax.imshow(np.arange(6.0).reshape(2, 3))
         if k == 2:
             ax.figure.colorbar(image, ax=ax)
-    box = explorer(sometimes_colorbar, {"k": [1, 2, 3]}, figsize=(3.0, 2.0), dpi=40)
+    box = explorer(sometimes_colorbar, {"k": [1, 2, 3]}, figsize=(3.0, 2.0), dpi=40,
+                   title="Explorer")
     one, two, three = _frames(box)
     assert one == three and two != one

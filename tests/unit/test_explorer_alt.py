@@ -36,7 +36,7 @@ def test_alt_names_the_title_and_the_slider_labels():
 
 def test_alt_of_two_sliders_uses_labels_of_label_value_pairs():
     box = explorer(_labelled, {"act": [("ReLU", "relu"), ("tanh", "tanh")], "c": [0.5]},
-                   **SMALL)
+                   title="Explorer", **SMALL)
     outer = box.children[2]
     assert _alt(outer.children[0].children[0]).startswith("Explorer, act = ReLU, c = 0.5:")
     assert _alt(outer.children[1].children[0]).startswith("Explorer, act = tanh, c = 0.5:")
@@ -45,14 +45,20 @@ def test_alt_of_two_sliders_uses_labels_of_label_value_pairs():
 def test_alt_is_escaped_and_axes_titles_are_included():
     def draw(ax, k):
         ax.set_title('a "quoted" <title>')
-    frame = explorer(draw, {"k": [1]}, **SMALL).children[1].children[0]
+    frame = explorer(draw, {"k": [1]}, title="Explorer", **SMALL).children[1].children[0]
     assert _alt(frame) == 'Explorer, k = 1: a "quoted" <title>'
     assert frame_png(frame)[:4] == b"\x89PNG"
 
 
 def test_unlabelled_axes_give_the_caption_only():
-    frame = explorer(lambda ax, k: ax.plot([0, 1]), {"k": [1]}, **SMALL).children[1].children[0]
+    frame = explorer(lambda ax, k: ax.plot([0, 1]), {"k": [1]}, title="Explorer",
+                     **SMALL).children[1].children[0]
     assert _alt(frame) == "Explorer, k = 1"
+
+
+def test_title_is_required_so_alt_text_names_the_figure():
+    with pytest.raises(TypeError, match="title"):
+        explorer(lambda ax, k: None, {"k": [1]}, figsize=(1.0, 1.0), dpi=20)
 
 
 @pytest.mark.parametrize("title", ["", "  ", None])
