@@ -32,6 +32,10 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.data`: small real data sets that ship with installed packages;
 - :mod:`~gradflowkit.training`: weight-change and accuracy measures of one net;
 - :mod:`~gradflowkit.monitor`: hooks that record gradient flow while a model trains;
+- :mod:`~gradflowkit.monitor_watch`: which activations a monitor watches, what it cannot see;
+- :mod:`~gradflowkit.monitor_stats`: a record's statistics on the model's device, one transfer;
+- :mod:`~gradflowkit.reference_models`: a ResNet-18 layout and a GPT-2-style Transformer;
+- :mod:`~gradflowkit.diagnosis`: the book's symptom -> cause -> fix table, read from a monitor;
 - :mod:`~gradflowkit.plotting`: the book's plots (computation never plots);
 - :mod:`~gradflowkit.explorer`: sliders over precomputed figures that work without a kernel.
 """

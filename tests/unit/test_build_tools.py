@@ -50,7 +50,7 @@ def test_toc_sources_are_the_toc_files_that_are_notebooks():
     assert names == [n for n in listed if n in names]          # toc order kept
     assert "book/intro" in names
     assert all(n.startswith("lessons/") for n in names if n not in
-               ("book/intro", "book/performance"))
+               ("book/intro", "book/performance", "book/monitor-in-your-loop"))
     assert "book/glossary" not in names                       # plain Markdown page
     lessons_in_toc = [n for n in listed if n.startswith("lessons/")]
     assert [n for n in names if n.startswith("lessons/")] == lessons_in_toc
@@ -117,8 +117,8 @@ def test_verdicts_compare_with_the_targets():
     assert rows["book_cold_s / floor_s"] == ("90.0 / 30.0 = 3.00", True)   # boundary: ≤ 3
     assert rows["book_cached_s"] == ("19.0", True)
     assert rows["slowest notebook (s)"] == ("21.0 (02-b)", False)
-    assert rows["monitor, every step"][1] is False
-    assert rows["monitor, every 10 steps"][1] is True
+    assert rows["monitor, every step (GPT-2-style, ResNet-18)"][1] is False
+    assert rows["monitor, every 10 steps (the same)"][1] is True
     table = bench.markdown_table(_fake_results())
     assert table.count("**no**") == 2 and "on 2 CPUs (Test CPU)" in table
 

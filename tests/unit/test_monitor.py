@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from gradflowkit.monitor import (DEFAULT_ACTIVATION_TYPES, Monitor, NonFiniteGradientError,
-                                 records_matrix)
+from gradflowkit.monitor import (DEFAULT_ACTIVATION_TYPES, Monitor, MonitorWarning,
+                                 NonFiniteGradientError, records_matrix)
 from gradflowkit.nets import DeepMLP, InplaceResidualMLP
 
 
@@ -156,17 +156,21 @@ def test_activation_std_accurate_when_saturated_float32(float32):
 
 
 def test_default_activation_types_and_custom_types():
-    assert DEFAULT_ACTIVATION_TYPES == (nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU)
+    assert {nn.ReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.SiLU, nn.Mish, nn.ELU,
+            nn.Softplus, nn.LSTM, nn.GRU, "NewGELUActivation", "GELUActivation"} \
+        <= set(DEFAULT_ACTIVATION_TYPES)
     model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2), nn.Softplus())
     with Monitor(model) as mon:
         model(torch.randn(3, 2)).sum().backward()
         mon.step()
-    assert list(mon.records[0]["activation"]) == ["1"]
-    with Monitor(model, activation_types=(nn.Softplus, nn.Linear)) as mon:
+    assert list(mon.records[0]["activation"]) == ["1", "3"]
+    with pytest.warns(MonitorWarning, match=r"1 activation-like part\(s\) of the model: 1 \(ReLU\)"):
+        mon = Monitor(model, activation_types=(nn.Softplus, nn.Linear))
+    with mon:
         model(torch.randn(3, 2)).sum().backward()
         mon.step()
     assert list(mon.records[0]["activation"]) == ["0", "2", "3"]
-    with Monitor(model, activation_types=()) as mon:
+    with Monitor(model, activation_types=()) as mon:     # no warning: asked for none
         model(torch.randn(3, 2)).sum().backward()
         mon.step()
     assert mon.records[0]["activation"] == {}
