@@ -84,19 +84,23 @@ def test_an_optimizer_without_the_models_parameters_is_refused():
         Monitor(model, opt)
 
 
+def _closure(model, opt, x):
+    """The closure LBFGS and Lightning pass to step(): zero_grad, loss, backward."""
+    def closure():
+        opt.zero_grad()
+        loss = model(x).square().mean()
+        loss.backward()
+        return loss
+    return closure
+
+
 @pytest.mark.parametrize("as_keyword", [True, False])
 def test_step_with_a_closure_records_the_gradients_the_closure_computed(as_keyword):
     """LBFGS and PyTorch Lightning compute the gradients inside step(closure)."""
     model = _net()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x = torch.randn(16, 4)
-
-    def closure():
-        opt.zero_grad()
-        loss = model(x).square().mean()
-        loss.backward()
-        return loss
-
+    closure = _closure(model, opt, x)
     with Monitor(model, opt) as mon:
         for _ in range(2):
             oracle_loss = float(model(x).square().mean())
@@ -112,14 +116,7 @@ def test_step_with_a_closure_records_the_gradients_the_closure_computed(as_keywo
 def test_lbfgs_is_recorded_once_per_step():
     model = _net()
     opt = torch.optim.LBFGS(model.parameters(), lr=0.5, max_iter=4)
-    x = torch.randn(16, 4)
-
-    def closure():
-        opt.zero_grad()
-        loss = model(x).square().mean()
-        loss.backward()
-        return loss
-
+    closure = _closure(model, opt, torch.randn(16, 4))
     with Monitor(model, opt) as mon:
         for _ in range(3):
             opt.step(closure)
