@@ -37,7 +37,8 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.reference_models`: a ResNet-18 layout and a GPT-2-style Transformer;
 - :mod:`~gradflowkit.diagnosis`: the book's symptom -> cause -> fix table, read from a monitor;
 - :mod:`~gradflowkit.plotting`: the book's plots (computation never plots);
-- :mod:`~gradflowkit.explorer`: sliders over precomputed figures that work without a kernel.
+- :mod:`~gradflowkit.explorer`: sliders over precomputed figures that work without a kernel;
+- :mod:`~gradflowkit.plaintext`: TeX math as plain text (alt text, text reports).
 """
 
 from .activations import ACTIVATIONS, activate, derivative, make_activation

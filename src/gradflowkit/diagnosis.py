@@ -40,6 +40,7 @@ import numpy as np
 from torch import nn
 
 from .monitor_watch import DEFAULT_ACTIVATION_TYPES, unwrap_compiled, watches
+from .plaintext import plain_math
 
 #: The published book. GitHub Pages serves repository ``org/repo`` at
 #: ``https://org.github.io/repo/``; ``repository.url`` in ``_config.yml`` is the placeholder
@@ -352,17 +353,6 @@ def symptom_table_markdown(symptoms: Sequence[Symptom] = SYMPTOMS) -> str:
 
 _ROLE = re.compile(r"\{(?:term|ref)\}`([^`<]*?)\s*(?:<[^`]*>)?`")
 _MATH = re.compile(r"\$([^$]*)\$")
-_TEX = [(r"\operatorname", ""), (r"\text", ""), (r"\lVert ", "‖"), (r"\lVert", "‖"),
-        (r"\rVert", "‖"), (r"\le ", "≤ "), (r"\le", "≤"), (r"\sigma", "σ"), (r"\rho", "ρ"),
-        (r"\lambda", "λ"), (r"\sqrt", "√"), (r"\ln", "ln")]
-
-
-def _plain_math(tex: str) -> str:
-    for macro, text in _TEX:
-        tex = tex.replace(macro, text)
-    return tex.replace("{", "").replace("}", "").strip()
-
-
 def plain_text(myst: str) -> str:
     """A table cell without its markup, for a text report.
 
@@ -372,7 +362,7 @@ def plain_text(myst: str) -> str:
     Returns:
         The text, e.g. ``"the slope factor σ' ≤ 1/4 per layer"``.
     """
-    return _MATH.sub(lambda m: _plain_math(m.group(1)), _ROLE.sub(r"\1", myst))
+    return _MATH.sub(lambda m: plain_math(m.group(1)), _ROLE.sub(r"\1", myst))
 
 
 # -- reading the records -----------------------------------------------------------------

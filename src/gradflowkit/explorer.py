@@ -26,6 +26,8 @@ from typing import Any
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 
+from .plaintext import plain_math
+
 #: Largest number of frames an explorer may draw (each is a PNG embedded in the page).
 MAX_FRAMES = 60
 
@@ -176,39 +178,6 @@ def _describe_axes(fig) -> str:
 
 
 # TeX commands that have a one-character reading; spacing commands read as a space.
-_TEX_SYMBOLS = {
-    "partial": "∂", "nabla": "∇", "sqrt": "√", "cdot": "·", "times": "×", "approx": "≈",
-    "le": "≤", "leq": "≤", "ge": "≥", "geq": "≥", "infty": "∞", "sum": "Σ", "prod": "Π",
-    "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "varepsilon": "ε",
-    "eta": "η", "theta": "θ", "lambda": "λ", "mu": "μ", "rho": "ρ", "sigma": "σ", "tau": "τ",
-    "phi": "φ", "psi": "ψ", "omega": "ω", "Delta": "Δ", "Sigma": "Σ", "Lambda": "Λ",
-    "lVert": "‖", "rVert": "‖", "Vert": "‖", "lvert": "|", "rvert": "|", "mid": "|",
-}
-_TEX_COMMAND = re.compile(r"\\([A-Za-z]+)|\\([,;:! ])|\\\|")
-
-
-def plain_math(text: str) -> str:
-    """Matplotlib mathtext as plain text for alt text: ``$\\|\\partial L\\|$`` -> ``‖∂ L‖``.
-
-    Dollar signs and braces go, ``\\|`` becomes ``‖``, known commands (Greek letters,
-    ``\\partial``, ``\\sqrt``, …) their symbol, spacing commands a space, font and size
-    commands (``\\mathrm``, ``\\left``) nothing, and any other command its name.
-    """
-    def command(match: re.Match) -> str:
-        if match.group(0) == "\\|":
-            return "‖"
-        if match.group(2) is not None:
-            return " " if match.group(2) != "!" else ""
-        name = match.group(1)
-        if name in ("left", "right", "big", "Big", "bigl", "bigr", "mathrm", "mathbf", "text"):
-            return ""
-        return _TEX_SYMBOLS.get(name, name)
-
-    out = _TEX_COMMAND.sub(command, text.replace("$", ""))
-    out = out.replace("{", "").replace("}", "")
-    return re.sub(r"\s+", " ", out).strip()
-
-
 def _frame_html(png: bytes, alt: str, width_px: int) -> widgets.HTML:
     data = base64.b64encode(png).decode("ascii")
     return widgets.HTML(

@@ -522,18 +522,17 @@ class Monitor:
         for index, handle in pending["norms"]:
             for i, v in zip(index, values[handle]):
                 norms[i] = v
-        record: dict[str, Any] = {"step": pending["step"], "loss": loss,
-                                  "grad_norm": dict(zip(pending["names"], norms)),
-                                  "activation": finish_activation_stats(
-                                      pending["acts"], pending["act_stats"], values),
-                                  "update_ratio": {}}
-        by_param: dict[int, float] = {}
+        ratio: dict[int, float] = {}          # position in _ratio_params: log10 ratio
         for index, handle in ratios:
             for i, v in zip(index, values[handle]):
-                if math.isfinite(v):
-                    by_param[i] = v
-        record["update_ratio"] = {self._ratio_params[i][0]: by_param[i]
-                                  for i in range(len(self._ratio_params)) if i in by_param}
+                if math.isfinite(v):               # NaN: skipped (see the class docstring)
+                    ratio[i] = v
+        record: dict[str, Any] = {
+            "step": pending["step"], "loss": loss,
+            "grad_norm": dict(zip(pending["names"], norms)),
+            "activation": finish_activation_stats(pending["acts"], pending["act_stats"],
+                                                  values),
+            "update_ratio": {self._ratio_params[i][0]: ratio[i] for i in sorted(ratio)}}
         if "grad_hist" in pending:
             record["grad_hist"] = pending["grad_hist"]
             record["act_hist"] = pending["act_hist"]

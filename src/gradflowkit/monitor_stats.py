@@ -27,6 +27,14 @@ def stat_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+def by_device(tensors: Sequence[torch.Tensor]) -> dict[torch.device, list[int]]:
+    """The positions of ``tensors`` grouped by device, in order (one reduction each)."""
+    groups: dict[torch.device, list[int]] = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault(t.device, []).append(i)
+    return groups
+
+
 class HostBatch:
     """The numbers of one record, gathered as tensors and copied to the host at once."""
 
@@ -40,11 +48,8 @@ class HostBatch:
 
     def fetch(self) -> list[list[float]]:
         """Every queued tensor as a list of floats, in handle order."""
-        by_device: dict[torch.device, list[int]] = {}
-        for i, t in enumerate(self._parts):
-            by_device.setdefault(t.device, []).append(i)
         values: list[list[float]] = [[] for _ in self._parts]
-        for device, index in by_device.items():
+        for device, index in by_device(self._parts).items():
             dtype = stat_dtype(device)
             flat = to_host(torch.cat([self._parts[i].to(dtype) for i in index]))
             start = 0
@@ -66,12 +71,9 @@ def grad_norms(grads: Sequence[torch.Tensor]) -> list[tuple[list[int], torch.Ten
     Returns:
         ``[(indices into grads, norms)]``, one entry per device.
     """
-    groups: dict[torch.device, list[int]] = {}
-    for i, g in enumerate(grads):
-        groups.setdefault(g.device, []).append(i)
     return [(index, torch.stack(torch._foreach_norm([grads[i] for i in index], 2,
                                                     dtype=stat_dtype(device))))
-            for device, index in groups.items()]
+            for device, index in by_device(grads).items()]
 
 
 def all_finite(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
@@ -80,10 +82,8 @@ def all_finite(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     A float32 norm of huge finite entries can overflow to inf: a False here is confirmed
     entry by entry before an alarm (``Monitor._first_nonfinite``).
     """
-    groups: dict[torch.device, list[torch.Tensor]] = {}
-    for g in grads:
-        groups.setdefault(g.device, []).append(g)
-    return [torch.isfinite(torch.stack(torch._foreach_norm(ts)).sum()) for ts in groups.values()]
+    return [torch.isfinite(torch.stack(torch._foreach_norm([grads[i] for i in index])).sum())
+            for index in by_device(grads).values()]
 
 
 #: Outputs with fewer entries are stacked with the others of their shape before reducing.
@@ -155,16 +155,8 @@ def activation_stats(acts: Sequence[tuple[str, str, torch.Tensor]], scratch: Scr
         if kind == RELU:
             torch.sign(x, out=work)
         else:
-            flags = scratch.get("flags", tuple(x.shape), torch.bool, device)
-            if kind == SIGMOID:
-                torch.logical_or(x < 0.01, x > 0.99, out=flags)
-            elif kind == TANH:
-                torch.gt(x.abs(), 0.99, out=flags)
-            elif kind == SOFTPLUS:
-                torch.lt(x, 0.01, out=flags)
-            else:
-                torch.le(x, 0, out=flags)
-            work.copy_(flags)
+            work.copy_(saturated(x, kind,
+                                 out=scratch.get("flags", tuple(x.shape), torch.bool, device)))
         count = work.sum(dim=1, dtype=torch.float32 if x.shape[1] < 2**24
                          else stat_dtype(device))
         queued.append((index, x.shape[1], batch.add(mean), batch.add(sum_sq),
@@ -183,18 +175,21 @@ def finish_activation_stats(acts: Sequence[tuple[str, str, torch.Tensor]], queue
     return {name: stats[name] for name, _, _ in acts}
 
 
-def saturated(x: torch.Tensor, kind: str) -> torch.Tensor:
+def saturated(x: torch.Tensor, kind: str, out: torch.Tensor | None = None) -> torch.Tensor:
     """Where ``x`` (a module's output) is saturated under rule ``kind``: a bool tensor.
 
-    The rule :func:`activation_stats` counts (there in place, for speed).
+    Args:
+        x: the output.
+        kind: its saturation rule (see :func:`~gradflowkit.monitor_watch.saturation_kind`).
+        out: a bool tensor of ``x``'s shape to write into (default None: a new one).
     """
     if kind == SIGMOID:
-        return (x < 0.01) | (x > 0.99)
+        return torch.logical_or(x < 0.01, x > 0.99, out=out)
     if kind == TANH:
-        return x.abs() > 0.99
+        return torch.gt(x.abs(), 0.99, out=out)
     if kind == SOFTPLUS:
-        return x < 0.01
-    return x <= 0
+        return torch.lt(x, 0.01, out=out)
+    return torch.le(x, 0, out=out)
 
 
 class RatioBuffers:
