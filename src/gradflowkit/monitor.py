@@ -3,7 +3,9 @@
 A :class:`Monitor` hooks a model's activations (forward hooks) and its optimizer (step
 pre- and post-hooks) and records, every ``every``-th optimizer step:
 
-- ``grad_norm``: the Frobenius norm of each parameter's ``.grad`` (in float64);
+- ``grad_norm``: the Frobenius norm of each parameter's ``.grad`` (in the gradient's own
+  precision, float32 for half precision; again in float64, without under- or overflow,
+  where that is zero, tiny or overflowed);
 - ``activation``: the mean, standard deviation and saturated share of the output of each
   watched activation (:mod:`~gradflowkit.monitor_watch` says which: torch's activation
   modules, recurrent layers, Hugging Face's activation classes, and the activation function
@@ -37,9 +39,10 @@ once if the model has activation-like modules it does not watch, or none at all.
 
 Devices and synchronization: every buffer lives on the device and in the dtype of the
 tensor it serves. On a GPU a step that is not recorded costs one host synchronization (the
-finiteness check), a recorded step two (the check, and one transfer of the whole record),
-one more per extra device the parameters live on; histograms, and a step with a
-non-finite gradient, cost more.
+finiteness check), a recorded step two (the check with the gradient norms, and one
+transfer of the rest of the record), one more per extra device the parameters live on;
+histograms, gradients whose float32 norm is zero, tiny or overflowed (recomputed in
+float64, one transfer for all of them), and a step with a non-finite gradient cost more.
 
 ``torch.compile``: records are keyed by the model's own names (no ``_orig_mod.``). On a
 compiled model the hooks stay registered between steps (a compiled graph does not see hooks
@@ -63,7 +66,8 @@ from torch import nn
 from .ensemble import EnsembleMLP
 from .monitor_stats import (HostBatch, RatioBuffers, Scratch, activation_histogram,
                             activation_stats, all_finite, finish_activation_stats,
-                            grad_histogram, grad_norms, saturated, to_host)
+                            exact_norms, grad_histogram, grad_norms, needs_exact_norm,
+                            saturated)
 from .monitor_watch import (DEFAULT_ACTIVATION_TYPES, ActivationTypes, Watch,
                             check_activation_types, clean_name, contains_compiled,
                             saturation_kind, unwatched, unwrap_compiled, watches)
@@ -450,14 +454,27 @@ class Monitor:
         step = self.steps_taken
         grads = [(n, p.grad) for n, p in self._named_params if p.grad is not None]
         tensors = [g for _, g in grads]
-        norms = grad_norms(tensors) if self._recording and grads else []
+        # The step's one synchronization before the optimizer may apply the gradients: the
+        # finiteness check, and on a recorded step the gradient norms with it.
+        check = HostBatch()
         if self._recording:
-            checks = [torch.isfinite(t).all() for _, t in norms]
+            queued = [(index, check.add(t)) for index, t in grad_norms(tensors)]
         else:
-            checks = all_finite(tensors) if grads else []
-        # The step's one synchronization before the optimizer may apply the gradients.
-        finite = all(to_host(torch.stack(checks))) if checks else True
+            queued = [(None, check.add(t)) for t in all_finite(tensors)]
+        values = check.fetch() if grads else []
+        norms = [0.0] * len(grads)
+        if self._recording:
+            for index, handle in queued:
+                for i, v in zip(index, values[handle]):
+                    norms[i] = v
+            finite = all(math.isfinite(v) for v in norms)
+        else:
+            finite = all(v[0] for v in values)
         bad = None if finite else self._first_nonfinite()   # None: a float32 norm overflowed
+        redo = [i for i, v in enumerate(norms) if self._recording
+                and needs_exact_norm(v, tensors[i].numel())]
+        for i, v in zip(redo, exact_norms([tensors[i] for i in redo])):
+            norms[i] = v
         if bad is not None:
             name, value = bad
             if self.nonfinite is None:
@@ -476,8 +493,8 @@ class Monitor:
         batch = HostBatch()
         acts = _numbered(self._acts)
         pending: dict[str, Any] = {
-            "step": step, "batch": batch, "names": [n for n, _ in grads],
-            "norms": [(index, batch.add(t)) for index, t in norms],
+            "step": step, "batch": batch,
+            "grad_norm": dict(zip((n for n, _ in grads), norms)),
             "acts": acts, "act_stats": activation_stats(acts, self._scratch, batch)}
         if self._loss is not None and self._loss[0] == step:
             loss = self._loss[1]
@@ -496,10 +513,11 @@ class Monitor:
         pending, self._pending = self._pending, None
         if pending is not None:
             batch = pending["batch"]
-            ratios = []
+            queued = []
             if self._data_norms is not None and self._buffers is not None:
-                ratios = self._buffers.log_ratios(self._data_norms, batch)
+                queued = self._buffers.log_ratios(self._data_norms, batch)
             values = batch.fetch()          # the record's one synchronization
+            ratios = self._buffers.read(queued, values) if queued else {}
             record = self._record(pending, values, ratios)
             self.records.append(record)
             if self.log_fn is not None:
@@ -514,22 +532,15 @@ class Monitor:
     # -- computations ----------------------------------------------------------------
 
     def _record(self, pending: dict[str, Any], values: list[list[float]],
-                ratios: list[tuple[list[int], int]]) -> dict[str, Any]:
+                ratios: dict[int, float]) -> dict[str, Any]:
         handle, loss = pending.get("loss", (None, None))
         if handle is not None:
             loss = values[handle][0]
-        norms = [0.0] * len(pending["names"])
-        for index, handle in pending["norms"]:
-            for i, v in zip(index, values[handle]):
-                norms[i] = v
-        ratio: dict[int, float] = {}          # position in _ratio_params: log10 ratio
-        for index, handle in ratios:
-            for i, v in zip(index, values[handle]):
-                if math.isfinite(v):               # NaN: skipped (see the class docstring)
-                    ratio[i] = v
+        ratio = {i: v for i, v in ratios.items()
+                 if math.isfinite(v)}                # NaN: skipped (see the class docstring)
         record: dict[str, Any] = {
             "step": pending["step"], "loss": loss,
-            "grad_norm": dict(zip(pending["names"], norms)),
+            "grad_norm": pending["grad_norm"],
             "activation": finish_activation_stats(pending["acts"], pending["act_stats"],
                                                   values),
             "update_ratio": {self._ratio_params[i][0]: ratio[i] for i in sorted(ratio)}}

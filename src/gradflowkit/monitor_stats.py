@@ -60,30 +60,116 @@ class HostBatch:
         return values
 
 
-def grad_norms(grads: Sequence[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
-    """Frobenius norms of ``grads``, in float64, one stacked tensor per device.
+#: A float32 norm below ``sqrt(n) * FLOAT32_NORM_FLOOR`` (``n`` entries), or one that
+#: overflowed, is computed again in float64: squares of entries under ~1e-19 underflow in
+#: float32 (each loses < 1.2e-38, so above the floor the norm is off by < 1e-12), and norms
+#: above 1.8e19 overflow.
+FLOAT32_NORM_FLOOR = 1e-12
 
-    float64 because float32 squares under- or overflow for tiny or huge gradients, and
-    because a fused float32 reduction can differ in the last bits from one process to the
-    next (its vectorized partial sums depend on memory alignment): recorded numbers are
-    then reproducible to the digits anyone prints.
+
+def _norm_groups(grads: Sequence[torch.Tensor]) -> dict[tuple, list[int]]:
+    """Positions of ``grads`` by (device, dtype of their norms): half precision in float32."""
+    groups: dict[tuple, list[int]] = {}
+    for i, g in enumerate(grads):
+        dtype = g.dtype if g.dtype in (torch.float32, torch.float64) else torch.float32
+        groups.setdefault((g.device, dtype), []).append(i)
+    return groups
+
+
+#: Rows longer than this are reduced in chunks of this length, because torch's float32 norm
+#: of one long row drifts (relative error 4e-5 at 2.4 M random entries, 4e-4 at 11 M; 1e-5 at
+#: 40 000 entries of which 200 are large), while chunk norms combined in float64 keep
+#: ~1e-8 at the same speed (measured).
+NORM_CHUNK = 2 ** 8
+
+#: Gradients up to this size share one fused float32 norm (one dispatch for all of them;
+#: relative error ~1e-7 on random entries, up to ~1e-5 on adversarial ones); longer ones
+#: go through :func:`row_norms`.
+FUSED_NORM_MAX = 2 ** 15
+
+
+def row_norms(x: torch.Tensor) -> torch.Tensor:
+    """The Euclidean norm of each row of a 2-D ``x``, accurate for long rows, in float64.
+
+    ``x``'s own precision for the chunks (one read-only pass), float64 to combine them.
+    """
+    rows, n = x.shape
+    k = n // NORM_CHUNK
+    dtype = stat_dtype(x.device)
+    if k <= 1:
+        return torch.linalg.vector_norm(x, dim=1).to(dtype)
+    body = torch.linalg.vector_norm(x[:, :k * NORM_CHUNK].view(rows, k, NORM_CHUNK), dim=2)
+    squares = body.to(dtype).square().sum(dim=1)
+    if n > k * NORM_CHUNK:
+        squares += torch.linalg.vector_norm(x[:, k * NORM_CHUNK:], dim=1).to(dtype).square()
+    return squares.sqrt()
+
+
+def grad_norms(grads: Sequence[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+    """Frobenius norms of ``grads``, one float64 tensor per device and dtype.
+
+    Summed in the gradients' own precision (float32 for half precision), one read-only
+    pass: float64 would first copy every gradient (25 times slower on a CPU for a
+    ResNet-18, measured). Small gradients share one fused norm; long ones are reduced by
+    :func:`row_norms`. The few norms that :func:`needs_exact_norm` picks are redone by
+    :func:`exact_norms`.
 
     Returns:
-        ``[(indices into grads, norms)]``, one entry per device.
+        ``[(indices into grads, norms)]``, one entry per device and dtype.
     """
-    return [(index, torch.stack(torch._foreach_norm([grads[i] for i in index], 2,
-                                                    dtype=stat_dtype(device))))
-            for device, index in by_device(grads).items()]
+    out = []
+    for (device, dtype), index in _norm_groups(grads).items():
+        part = [grads[i] for i in index]
+        small = [j for j, g in enumerate(part) if g.numel() <= FUSED_NORM_MAX]
+        norms: list[torch.Tensor | None] = [None] * len(part)
+        if small:
+            fused = torch._foreach_norm([part[j] for j in small], 2, dtype=dtype)
+            for j, v in zip(small, fused):
+                norms[j] = v.to(stat_dtype(device))
+        for j, g in enumerate(part):
+            if norms[j] is None:
+                norms[j] = row_norms(g.to(dtype).reshape(1, -1))[0]
+        out.append((index, torch.stack(norms)))
+    return out
+
+
+def needs_exact_norm(norm: float, numel: int) -> bool:
+    """Whether the float32 ``norm`` of a gradient of ``numel`` entries may be off.
+
+    Zero (every entry may have underflowed), tiny, or overflowed (inf); not NaN, which
+    only a NaN entry gives.
+    """
+    return norm == math.inf or norm < math.sqrt(numel) * FLOAT32_NORM_FLOOR
+
+
+def exact_norms(grads: Sequence[torch.Tensor]) -> list[float]:
+    """Norms of ``grads`` in float64, scaled by the largest entry: no under- or overflow.
+
+    For the few gradients :func:`needs_exact_norm` picks; one host transfer (per device).
+    Infinite entries give inf, a NaN gives NaN.
+    """
+    batch = HostBatch()
+    handles = []
+    for g in grads:
+        x = g.detach().to(stat_dtype(g.device))
+        scale = x.abs().max()
+        ok = torch.isfinite(scale) & (scale > 0)
+        safe = torch.where(ok, scale, 1.0)
+        handles.append(batch.add(torch.where(ok, safe * torch.linalg.vector_norm(x / safe),
+                                             scale)))
+    values = batch.fetch()
+    return [values[h][0] for h in handles]
 
 
 def all_finite(grads: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """One boolean tensor per device: whether every entry of its gradients is finite.
+    """One boolean tensor per device and dtype: whether every entry of its gradients is finite.
 
     A float32 norm of huge finite entries can overflow to inf: a False here is confirmed
     entry by entry before an alarm (``Monitor._first_nonfinite``).
     """
-    return [torch.isfinite(torch.stack(torch._foreach_norm([grads[i] for i in index])).sum())
-            for index in by_device(grads).values()]
+    return [torch.isfinite(torch.stack(torch._foreach_norm([grads[i] for i in index], 2,
+                                                           dtype=dtype)).sum())
+            for (_, dtype), index in _norm_groups(grads).items()]
 
 
 #: Outputs with fewer entries are stacked with the others of their shape before reducing.
@@ -146,7 +232,7 @@ def activation_stats(acts: Sequence[tuple[str, str, torch.Tensor]], scratch: Scr
         mean = x.mean(dim=1)
         centred = scratch.get("centred", tuple(x.shape), dtype, device)
         torch.sub(x, mean[:, None], out=centred)
-        sum_sq = torch.linalg.vector_norm(centred, dim=1).square()
+        sum_sq = row_norms(centred).square()
         # Counts are exact: float sums of 0/1 below 2**24 entries per row (else float64).
         # For a ReLU (outputs >= 0) sign() is 1 where the unit is active, so the saturated
         # share is the complement. Summing floats is the fast way on CPU: count_nonzero
@@ -192,11 +278,46 @@ def saturated(x: torch.Tensor, kind: str, out: torch.Tensor | None = None) -> to
     return torch.le(x, 0, out=out)
 
 
+#: One-pass centred norms (``Σx² - (Σx)²/n``) are trusted where the centred part is at
+#: least this share of ``Σx²``: the float32 sums are good to ~1e-7, so the centred square
+#: is then good to ~1e-4 (the log10 ratio to ~2e-5). Other rows are computed again exactly.
+ONE_PASS_SHARE = 1e-3
+
+
+def centred_norms(x: torch.Tensor, work: torch.Tensor) -> torch.Tensor:
+    """``‖row - mean row‖`` of each row of a 2-D ``x`` (float64): mean, subtract, norm.
+
+    Accurate also when ``|mean| >> std`` (a LayerNorm weight near 1): the mean is summed in
+    float64, as a float32 sum's error would be a shift of the rows comparable to their
+    spread. ``work`` is a buffer of ``x``'s shape, so nothing is allocated. On a CPU 5
+    times faster than torch.std's Welford pass (measured).
+    """
+    mean = x.mean(dim=1, keepdim=True, dtype=stat_dtype(x.device)).to(x.dtype)
+    torch.sub(x, mean, out=work)
+    return row_norms(work)
+
+
+def one_pass_centred_norms(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centred norms of the rows of ``x`` from ``Σx`` and ``Σx²``, and where to redo them.
+
+    Two read-only passes and no write, against three passes and a write for
+    :func:`centred_norms`. Returns ``(norms, trusted)``, float64 and bool per row.
+    """
+    n = x.shape[1]
+    squares = row_norms(x).square()
+    sums = x.sum(dim=1).to(squares.dtype)            # torch's sum is cascaded: accurate
+    centred = squares - sums.square() / n
+    return centred.clamp(min=0).sqrt(), centred >= ONE_PASS_SHARE * squares
+
+
 class RatioBuffers:
     """A copy of the parameters before a step, in one ``(count, numel)`` buffer per size.
 
     So that the centred norms of all parameters of one size take a few batched operations
-    instead of a few per parameter. Buffers live on each parameter's device.
+    instead of a few per parameter. Buffers live on each parameter's device. On a CPU the
+    centred norms of large parameters are taken in one pass (:func:`one_pass_centred_norms`)
+    and the few rows it cannot trust are redone exactly in :meth:`read`, after the record's
+    transfer: a host check that is free there and would cost a GPU a synchronization.
     """
 
     def __init__(self, params: list[torch.Tensor]):
@@ -206,39 +327,61 @@ class RatioBuffers:
             groups.setdefault((p.numel(), p.dtype, p.device), []).append(i)
         self.views: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
         self.groups: list[tuple[list[int], torch.Tensor]] = []
+        self.one_pass: list[bool] = []
         for (numel, dtype, device), index in groups.items():
             buffer = torch.empty((len(index), numel), dtype=dtype, device=device)
             for row, i in enumerate(index):
                 self.views[i] = buffer[row].view(params[i].shape)
             self.groups.append((index, buffer))
+            self.one_pass.append(device.type == "cpu" and numel > FUSED_NORM_MAX)
         self.work = [torch.empty_like(b) for _, b in self.groups]
 
-    def _centred_norms(self) -> list[tuple[list[int], torch.Tensor]]:
-        # Centred explicitly (accurate when |mean| >> std, e.g. a LayerNorm weight near 1);
-        # on CPU 5 times faster than torch.std's Welford pass (measured).
-        norms = []
-        for (index, b), work in zip(self.groups, self.work):
-            torch.sub(b, b.mean(dim=1, keepdim=True), out=work)  # no new allocation
-            norms.append((index, torch.linalg.vector_norm(work, dim=1)))
-        return norms
+    def _centred_norms(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per buffer: ``(norms, trusted or None)``."""
+        return [one_pass_centred_norms(b) if one else (centred_norms(b, work), None)
+                for (_, b), work, one in zip(self.groups, self.work, self.one_pass)]
 
-    def snapshot(self) -> list[tuple[list[int], torch.Tensor]]:
+    def snapshot(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """Copy the parameters; return ``‖p - mean p‖`` of each, per buffer."""
         torch._foreach_copy_(self.views, self.params)
         return self._centred_norms()
 
-    def log_ratios(self, data_norms: list[tuple[list[int], torch.Tensor]],
-                   batch: HostBatch) -> list[tuple[list[int], int]]:
+    def log_ratios(self, data_norms: list[tuple[torch.Tensor, torch.Tensor | None]],
+                   batch: HostBatch) -> list[tuple[int, int, int | None]]:
         """After the step: queue ``log10(‖u - mean u‖ / ‖d - mean d‖)`` of each update
-        ``u = p_before - p_after`` (NaN where the ratio is skipped: see Monitor)."""
+        ``u = p_before - p_after`` (NaN where the ratio is skipped: see Monitor).
+
+        Returns ``[(group, ratio handle, trusted handle or None)]`` for :meth:`read`.
+        """
         torch._foreach_sub_(self.views, self.params)
         queued = []
-        for (index, u), (_, d) in zip(self._centred_norms(), data_norms):
-            u, d = u.to(stat_dtype(u.device)), d.to(stat_dtype(d.device))
+        for g, ((u, u_ok), (d, d_ok)) in enumerate(zip(self._centred_norms(), data_norms)):
             ratio = torch.log10(u / d)
             ok = (d > 0) & (u > 0) & torch.isfinite(ratio)
-            queued.append((index, batch.add(torch.where(ok, ratio, torch.nan))))
+            trusted = None if u_ok is None else batch.add(u_ok & d_ok)
+            queued.append((g, batch.add(torch.where(ok, ratio, torch.nan)), trusted))
         return queued
+
+    def read(self, queued: list[tuple[int, int, int | None]],
+             values: list[list[float]]) -> dict[int, float]:
+        """The fetched ratios, ``{parameter position: log10 ratio}`` (NaN: skipped); rows
+        the one-pass norms could not trust are computed exactly from the buffers now."""
+        ratios: dict[int, float] = {}
+        for g, handle, trusted in queued:
+            index, buffer = self.groups[g]
+            for row, (i, v) in enumerate(zip(index, values[handle])):
+                if trusted is not None and not values[trusted][row]:
+                    v = self._exact_log_ratio(buffer[row:row + 1], self.params[i])
+                ratios[i] = v
+        return ratios
+
+    def _exact_log_ratio(self, update: torch.Tensor, param: torch.Tensor) -> float:
+        work = torch.empty_like(update)
+        u = centred_norms(update, work)
+        d = centred_norms(param.detach().reshape(1, -1) + update, work)  # p_before
+        ratio = torch.log10(u / d)
+        ok = (d > 0) & (u > 0) & torch.isfinite(ratio)
+        return float(torch.where(ok, ratio, torch.nan)[0])
 
 
 def histogram(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:

@@ -61,8 +61,6 @@ def test_host_transfers_one_per_step_and_one_more_per_recorded_step(monkeypatch)
         return real(tensor)
 
     monkeypatch.setattr(monitor_stats, "to_host", counting)
-    import gradflowkit.monitor as monitor
-    monkeypatch.setattr(monitor, "to_host", counting)
     mon = _train("cpu", every=3, steps=7, histogram_bins=None)
     recorded = len(mon.records)
     assert recorded == 3 and len(calls) == 7 + recorded

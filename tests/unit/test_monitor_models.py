@@ -183,7 +183,7 @@ def test_gradient_accumulation_records_the_accumulated_gradient():
         oracle = {n: float(p.grad.double().norm()) for n, p in model.named_parameters()}
         opt.step()
     assert mon.steps_taken == 1
-    assert mon.records[0]["grad_norm"] == pytest.approx(oracle, rel=1e-12)
+    assert mon.records[0]["grad_norm"] == pytest.approx(oracle, rel=1e-6)   # a float32 norm
 
 
 def test_grad_scaler_skipped_steps_are_not_steps_and_raise_no_alarm():

@@ -107,7 +107,7 @@ def test_step_with_a_closure_records_the_gradients_the_closure_computed(as_keywo
             before = model[0].weight.detach().clone()
             opt.step(closure=closure) if as_keyword else opt.step(closure)
             oracle = {n: float(p.grad.double().norm()) for n, p in model.named_parameters()}
-            assert mon.records[-1]["grad_norm"] == pytest.approx(oracle, rel=1e-12)
+            assert mon.records[-1]["grad_norm"] == pytest.approx(oracle, rel=1e-6)  # float32 norm
             assert mon.records[-1]["loss"] == pytest.approx(oracle_loss, rel=1e-6)
             assert mon.records[-1]["update_ratio"]["0.weight"] == pytest.approx(
                 _ratio(before, model[0].weight.detach()), rel=1e-6)
