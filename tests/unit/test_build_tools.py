@@ -50,7 +50,8 @@ def test_toc_sources_are_the_toc_files_that_are_notebooks():
     assert names == [n for n in listed if n in names]          # toc order kept
     assert "book/intro" in names
     assert all(n.startswith("lessons/") for n in names if n not in
-               ("book/intro", "book/performance", "book/monitor-in-your-loop"))
+               ("book/intro", "book/roadmap", "book/performance",
+                "book/monitor-in-your-loop"))
     assert "book/glossary" not in names                       # plain Markdown page
     lessons_in_toc = [n for n in listed if n.startswith("lessons/")]
     assert [n for n in names if n.startswith("lessons/")] == lessons_in_toc
