@@ -110,6 +110,8 @@ class StackedBlock(Block):
             cfg,
             make_linear=lambda fan_in, fan_out, bias: StackedLinear(members, fan_in, fan_out, bias),
             make_norm=lambda norm, width: _stacked_norm(norm, members, width))
+        if self.gain is not None:
+            self.gain = nn.Parameter(torch.zeros(members))    # one α per member
 
 
 def _stacked_norm(norm: str | None, members: int, width: int) -> nn.Module:

@@ -4,9 +4,12 @@
 (``stem``) and a linear ``head``. Each block computes, for an input ``x``:
 
 - plain:    ``f(N(W x + b))``
-- residual: ``shortcut_scale * x + F(x)`` with the branch ``F(x) = f(N(W x + b))`` when
-  ``branch_layers=1``, or ``F(x) = W2 f(N(W1 x + b1)) + b2`` when ``branch_layers=2``
-  (the last linear layer is ``zero_init_last``-able, so the block starts as the identity).
+- residual: ``shortcut_scale * x + branch_scale * α * F(x)`` with the branch
+  ``F(x) = f(N(W x + b))`` when ``branch_layers=1``, or ``F(x) = W2 f(N(W1 x + b1)) + b2``
+  when ``branch_layers=2`` (the last linear layer is ``zero_init_last``-able, so the block
+  starts as the identity: Fixup's zero initialization). ``α`` is a learnable scalar per
+  block when ``branch_gain`` is set (SkipInit, ReZero: ``branch_gain=0.0`` starts every
+  block as the identity, lesson 17), else 1.
 
 ``N`` is an optional normalization (``"batch"`` or ``"layer"``). The blocks live in
 ``model.blocks`` so that gradient helpers can hook their inputs: the input of block ``l``
@@ -48,6 +51,7 @@ class NetConfig:
     branch_layers: int = 1        # linear layers per residual branch (1 or 2)
     branch_scale: float = 1.0     # multiplier on F(x), e.g. 1/sqrt(depth)
     zero_init_last: bool = False  # zero the branch's last linear layer: block = identity
+    branch_gain: float | None = None  # learnable scalar α on the branch, its initial value
     norm: str | None = None       # None, "batch" or "layer", before the activation
     bias: bool = True             # linear layers have biases (initialized to zero)
 
@@ -78,9 +82,13 @@ class NetConfig:
             raise ValueError(f"branch_layers must be 1 or 2, got {self.branch_layers}")
         if self.norm not in NORMS:
             raise ValueError(f"norm must be one of None, 'batch', 'layer'; got {self.norm!r}")
-        if not self.residual and (self.branch_layers != 1 or self.zero_init_last):
-            raise ValueError("branch_layers and zero_init_last apply only to residual "
-                             "nets; pass residual=True or leave them at their defaults")
+        if self.branch_gain is not None:
+            check_float("branch_gain", self.branch_gain)
+        if not self.residual and (self.branch_layers != 1 or self.zero_init_last
+                                  or self.branch_gain is not None):
+            raise ValueError("branch_layers, zero_init_last and branch_gain apply only to "
+                             "residual nets; pass residual=True or leave them at their "
+                             "defaults")
         if self.zero_init_last and self.branch_layers == 1 and self.activation == "sigmoid":
             raise ValueError("zero_init_last with branch_layers=1 and activation='sigmoid' "
                              "gives F(x) = sigmoid(0) = 0.5, not 0, so the block is not the "
@@ -117,7 +125,8 @@ def initial_parameters(cfg: NetConfig,
 
     Returns:
         ``{parameter name: value}`` in torch's default dtype (weights drawn in float64 and
-        rounded), for the names of ``DeepMLP.named_parameters()`` of linear layers.
+        rounded), for the names of ``DeepMLP.named_parameters()`` of linear layers, and the
+        branch gains ``blocks.i.gain`` (``branch_gain``; nothing is drawn for them).
     """
     cfg = cfg.validate()
     values: dict[str, torch.Tensor] = {}
@@ -140,6 +149,8 @@ def initial_parameters(cfg: NetConfig,
         if two:
             layer(f"blocks.{i}.linear2", cfg.width, cfg.width, cfg.init, cfg.weight_scale,
                   zero=cfg.zero_init_last)
+        if cfg.residual and cfg.branch_gain is not None:
+            values[f"blocks.{i}.gain"] = torch.tensor(float(cfg.branch_gain), dtype=dtype)
     if cfg.out_features is not None:
         layer("head", cfg.width, cfg.out_features, "xavier")
     return values
@@ -167,16 +178,28 @@ class Block(nn.Module):
         self.linear2 = None
         if cfg.residual and cfg.branch_layers == 2:
             self.linear2 = make_linear(cfg.width, cfg.width, cfg.bias)
+        self.gain = None        # α: a scalar here, one per member in an ensemble
+        if cfg.residual and cfg.branch_gain is not None:
+            self.gain = nn.Parameter(torch.tensor(float(cfg.branch_gain)))
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         """The block's non-linear path ``F(x)`` (the whole block when not residual)."""
         h = self.act(self.norm(self.linear(x)))
         return self.linear2(h) if self.linear2 is not None else h
 
+    def scaled_branch(self, x: torch.Tensor) -> torch.Tensor:
+        """What the block adds to its shortcut: ``branch_scale * α * F(x)``."""
+        out = self.branch_scale * self.branch(x)
+        if self.gain is None:
+            return out
+        gain = self.gain if self.gain.ndim == 0 else \
+            self.gain.view(-1, *([1] * (out.ndim - 1)))    # (S,) -> (S, 1, 1): per member
+        return gain * out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.residual:
             return self.branch(x)
-        return self.shortcut_scale * x + self.branch_scale * self.branch(x)
+        return self.shortcut_scale * x + self.scaled_branch(x)
 
 
 class DeepMLP(nn.Module):

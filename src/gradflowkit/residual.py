@@ -58,7 +58,7 @@ def branch_outputs(model: DeepMLP, x: torch.Tensor) -> tuple[list[torch.Tensor],
     check_tensor("x", x, ndim=2)
     with torch.no_grad():
         states = model.hidden_states(x)
-        branches = [block.branch_scale * block.branch(xi)
+        branches = [block.scaled_branch(xi)
                     for block, xi in zip(model.blocks, states)]
     return states, branches
 
@@ -107,7 +107,7 @@ def branch_jacobians(model: DeepMLP, x: torch.Tensor) -> list[torch.Tensor]:
     _check_residual(model)
     check_tensor("x", x, ndim=1)
     states, _ = branch_outputs(model, x.unsqueeze(0))
-    return [module_jacobian(lambda v, b=block: b.branch_scale * b.branch(v), xi[0])
+    return [module_jacobian(lambda v, b=block: b.scaled_branch(v), xi[0])
             for block, xi in zip(model.blocks, states)]
 
 
@@ -139,7 +139,7 @@ def branch_sum_jacobian(model: DeepMLP, x_start: torch.Tensor, start: int,
     def summed(v: torch.Tensor) -> torch.Tensor:
         total = torch.zeros_like(v)
         for block in model.blocks[start:stop]:
-            branch = block.branch_scale * block.branch(v)
+            branch = block.scaled_branch(v)
             total = total + branch
             v = block.shortcut_scale * v + branch
         return total
@@ -187,7 +187,7 @@ def post_relu_outputs(model: DeepMLP, x: torch.Tensor) -> tuple[list[torch.Tenso
         h = model.stem(x) if model.stem is not None else x
         states, branches = [h], []
         for block in model.blocks:
-            branches.append(block.branch_scale * block.branch(h))
+            branches.append(block.scaled_branch(h))
             h = torch.relu(block.shortcut_scale * h + branches[-1])
             states.append(h)
     return states, branches

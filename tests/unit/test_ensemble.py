@@ -27,6 +27,8 @@ CONFIGS = {
                             zero_init_last=True),
     "residual-2-layernorm": dict(in_features=6, out_features=4, residual=True,
                                  branch_layers=2, norm="layer", activation="gelu"),
+    "residual-2-gain": dict(in_features=6, out_features=4, residual=True, branch_layers=2,
+                            branch_gain=0.3),
     "batchnorm": dict(in_features=6, out_features=4, norm="batch"),
     "no-bias": dict(in_features=6, out_features=4, bias=False, activation="leaky_relu"),
 }

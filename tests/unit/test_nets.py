@@ -229,9 +229,11 @@ def test_hidden_states_are_the_block_inputs_and_last_output(kwargs, float64):
     (dict(residual=True, branch_layers=3), ValueError, r"^branch_layers must be 1 or 2"),
     (dict(residual=True, branch_layers=0), ValueError, r"^branch_layers must be >= 1"),
     (dict(norm="group"), ValueError, r"^norm must be one of None, 'batch', 'layer'"),
-    (dict(branch_layers=2), ValueError, r"branch_layers and zero_init_last apply only to "
-                                        r"residual"),
-    (dict(zero_init_last=True), ValueError, r"branch_layers and zero_init_last apply only"),
+    (dict(branch_layers=2), ValueError, r"branch_layers, zero_init_last and branch_gain apply "
+                                        r"only to residual"),
+    (dict(zero_init_last=True), ValueError, r"zero_init_last and branch_gain apply only"),
+    (dict(branch_gain=0.0), ValueError, r"zero_init_last and branch_gain apply only"),
+    (dict(residual=True, branch_gain="0"), TypeError, r"^branch_gain must be a real number"),
     (dict(residual=True, zero_init_last=True, activation="sigmoid"), ValueError,
      r"zero_init_last with branch_layers=1 and activation='sigmoid'"),
 ])
