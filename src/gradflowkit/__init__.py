@@ -34,11 +34,17 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.monitor`: hooks that record gradient flow while a model trains;
 - :mod:`~gradflowkit.monitor_watch`: which activations a monitor watches, what it cannot see;
 - :mod:`~gradflowkit.monitor_stats`: a record's statistics on the model's device, one transfer;
+- :mod:`~gradflowkit.normfree`: Fixup, SkipInit, ReZero: recipes and their effect at init;
+- :mod:`~gradflowkit.meanfield`: mean-field signal propagation, the edge of chaos;
+- :mod:`~gradflowkit.transformer`: Transformer blocks with the LayerNorm before or after;
+- :mod:`~gradflowkit.agc`: adaptive gradient clipping, unit by unit;
 - :mod:`~gradflowkit.reference_models`: a ResNet-18 layout and a GPT-2-style Transformer;
 - :mod:`~gradflowkit.diagnosis`: the book's symptom -> cause -> fix table, read from a monitor;
 - :mod:`~gradflowkit.plotting`: the book's plots (computation never plots);
 - :mod:`~gradflowkit.explorer`: sliders over precomputed figures that work without a kernel;
-- :mod:`~gradflowkit.plaintext`: TeX math as plain text (alt text, text reports).
+- :mod:`~gradflowkit.plaintext`: TeX math as plain text (alt text, text reports);
+- :mod:`~gradflowkit.reading`: reading time of a page; :mod:`~gradflowkit.roadmap`: the
+  lessons and what each builds on.
 """
 
 from .activations import ACTIVATIONS, activate, derivative, make_activation

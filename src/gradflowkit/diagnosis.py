@@ -68,6 +68,10 @@ LESSON_DOCS: dict[str, str] = {
     "lesson-training-deep": "lessons/14-training-deep",
     "lesson-why-resnets": "lessons/15-why-residual-nets-work",
     "lesson-diagnose": "lessons/16-diagnose",
+    "lesson-normfree": "lessons/17-residual-without-normalization",
+    "lesson-edge-of-chaos": "lessons/18-edge-of-chaos",
+    "lesson-layernorm-placement": "lessons/19-where-the-layernorm-goes",
+    "lesson-adam": "lessons/20-adam-and-explosion",
 }
 
 # -- thresholds ------------------------------------------------------------------------
@@ -226,8 +230,9 @@ SYMPTOMS: tuple[Symptom, ...] = (
             "Residual net without normalization: activations, losses and gradients grow with "
             "depth",
             "each branch adds variance to the stream",
-            r"batch norm in the branch, branch scale $1/\sqrt{L}$, zero-init last layer",
-            ("lesson-residual-limits",)),
+            r"batch norm in the branch, branch scale $1/\sqrt{L}$, or start every block as "
+            "the identity: Fixup, SkipInit / ReZero",
+            ("lesson-residual-limits", "lesson-normfree")),
     Symptom("scaled-shortcut",
             r"Gradients scale like $\lambda^L$ with a scaled shortcut",
             "the shortcut is not the identity",
@@ -239,6 +244,33 @@ SYMPTOMS: tuple[Symptom, ...] = (
             "the {term}`degradation problem`: optimization, not vanishing",
             "residual connections",
             ("lesson-training-deep", "lesson-why-resnets")),
+    Symptom("post-ln",
+            "Post-LN Transformer with Adam: loss stuck near chance from the start, no "
+            "overflow",
+            "at initialization the last layers' gradients are large and do not shrink with "
+            "depth; full-size Adam steps there derail training",
+            r"{term}`learning-rate warmup`, pre-LN blocks, or DeepNorm's $\alpha$/$\beta$",
+            ("lesson-layernorm-placement",)),
+    Symptom("adam-epsilon",
+            r"Adam, yet the first layers' update ratios are orders of magnitude below the "
+            "last layers'",
+            r"gradients below Adam's $\epsilon$: there the step is $\alpha g/\epsilon$, "
+            "vanishing again",
+            r"a smaller $\epsilon$, or fix the vanishing gradient itself (init, "
+            "normalization, residual connections)",
+            ("lesson-adam",)),
+    Symptom("adam-jump",
+            "Adam: a loss spike right after a quiet stretch of small gradients",
+            r"$m/\sqrt{v}$ jumps when a large gradient meets a small running $v$, up to "
+            r"$(1-\beta_1)/\sqrt{1-\beta_2}$ times a steady step",
+            r"warmup, a smaller $\beta_2$, clipping (it acts through the moments only)",
+            ("lesson-adam",)),
+    Symptom("clip-all-layers",
+            "Clipping by the global norm rescues a run but slows every layer alike",
+            "one large layer's gradient sets the scale for all",
+            r"{term}`adaptive gradient clipping`: each unit's $\lVert G\rVert/\lVert "
+            r"W\rVert$ bounded by $\lambda$",
+            ("lesson-adam",)),
 )
 
 #: The rows :func:`diagnose` can report; the others need more than a monitor's records.

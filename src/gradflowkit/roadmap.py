@@ -20,7 +20,7 @@ from matplotlib.axes import Axes
 
 from .plotting import PALETTE, _axes
 
-#: lesson -> the earlier lessons it uses (not every mention: what a reader needs first).
+#: For each lesson, the earlier lessons a reader needs first (not every lesson it mentions).
 BUILDS_ON: dict[str, tuple[str, ...]] = {
     "01": (),
     "02": ("01",),
@@ -75,7 +75,7 @@ def toc_lessons(toc: str | Path) -> list[TocLesson]:
 
 
 def page_title(path: str | Path) -> str:
-    """The first ``# `` heading of a MyST page, without its number (``"Initialization"``)."""
+    """The title of a MyST page (its first level-1 heading), without its number."""
     for line in Path(path).read_text(encoding="utf-8").splitlines():
         if line.startswith("# "):
             return re.sub(r"^\d+\.\s*", "", line[2:].strip())

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .agc import adaptive_clip_grad_
 from .member_optim import MemberOptimizer
 from .seeding import ensemble_seeds
 from .validation import check_float, check_int
@@ -75,7 +76,8 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
           betas: tuple[float, float] = (0.9, 0.999), clip: float | None = None,
           seeds: Sequence[int] | None = None, record_every: int = 0,
           update_ratios: bool = True, callback: StepCallback | None = None,
-          grad_callback: StepCallback | None = None) -> TrainRecord:
+          grad_callback: StepCallback | None = None,
+          agc: float | None = None) -> TrainRecord:
     """Train every member of ``model`` on ``task``; see the module docstring.
 
     Args:
@@ -101,6 +103,9 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         grad_callback: called as ``grad_callback(step, model)`` at recorded steps after the
             backward pass, before clipping and the update: the ``.grad`` of stopped
             members are zero.
+        agc: adaptive gradient clipping with λ = ``agc`` and ε = 1e-3, unit by unit and
+            member by member, after the global clipping (default None: none; see
+            :func:`~gradflowkit.agc.adaptive_clip_grad_`, lesson 20).
 
     Returns:
         A :class:`TrainRecord`; ``metrics`` is ``task.evaluate(model)`` after training.
@@ -113,6 +118,8 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
                          "called every record_every steps)")
     if clip is not None:
         clip = check_float("clip", clip, positive=True)
+    if agc is not None:
+        agc = check_float("agc", agc, positive=True)
     seeds = list(ensemble_seeds(n, "batches") if seeds is None else seeds)
     if len(seeds) != n:
         raise ValueError(f"seeds has {len(seeds)} entries for an ensemble of {n} members")
@@ -149,6 +156,9 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
                 grad_callback(step, model)
         if clip is not None:
             _clip(params, total, clip, active)
+        if agc is not None:        # stopped members may hold inf: the optimizer ignores them
+            adaptive_clip_grad_([p for _, p in params], agc, members=n,
+                                error_if_nonfinite=False)
         ratios = record and update_ratios
         data_std = _member_std([p.detach() for _, p in params], n) if ratios else None
         deltas = opt.step(active, updates=ratios)

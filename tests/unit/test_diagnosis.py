@@ -66,7 +66,7 @@ def test_lesson_path_url_and_number():
     assert lesson_url("lesson-init") == (dg.BOOK_URL
                                          + "lessons/06-initialization.html#lesson-init")
     assert lesson_url("lesson-diagnose", base="") == "lessons/16-diagnose.html#lesson-diagnose"
-    assert [lesson_number(label) for label in LESSON_DOCS] == list(range(1, 17))
+    assert [lesson_number(label) for label in LESSON_DOCS] == list(range(1, 21))
     with pytest.raises(ValueError, match="unknown lesson label 'lesson-nope'"):
         lesson_path("lesson-nope")
 
