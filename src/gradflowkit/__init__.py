@@ -41,6 +41,7 @@ The helper package of the book *Gradient Flow*. Modules, each with one concept:
 - :mod:`~gradflowkit.reference_models`: a ResNet-18 layout and a GPT-2-style Transformer;
 - :mod:`~gradflowkit.diagnosis`: the book's symptom -> cause -> fix table, read from a monitor;
 - :mod:`~gradflowkit.plotting`: the book's plots (computation never plots);
+- :mod:`~gradflowkit.schematics`: schematic figures (Jacobian chain, residual block, paths);
 - :mod:`~gradflowkit.explorer`: sliders over precomputed figures that work without a kernel;
 - :mod:`~gradflowkit.plaintext`: TeX math as plain text (alt text, text reports);
 - :mod:`~gradflowkit.reading`: reading time of a page; :mod:`~gradflowkit.roadmap`: the
