@@ -1,7 +1,7 @@
 """Jacobians of layers and their products; singular values (lessons 1, 3, 6, 12).
 
 Backpropagation multiplies the loss gradient by the transposed Jacobians of the layers,
-``∂L/∂x_l = ∂L/∂x_L · J_{L-1} ⋯ J_l`` with ``J_i = ∂x_{i+1}/∂x_i``. These helpers build
+``∂L/∂x_l = ∂L/∂x_{D+1} · J_D ⋯ J_l`` with ``J_i = ∂x_{i+1}/∂x_i``. These helpers build
 the ``J_i`` explicitly (small widths only: a Jacobian is ``width × width``), so that the
 lessons can check autograd against the product and look at its singular values.
 """
@@ -126,12 +126,12 @@ def stack_jacobian(weights: torch.Tensor, activation: str, x: torch.Tensor) -> t
     (lesson 6). With ``activation="identity"`` it is the plain product ``W_L ⋯ W_1``.
 
     Args:
-        weights: ``(S, L, n, n)``, layer 1 first.
+        weights: ``(S, D, n, n)``, layer 1 first.
         activation: the name of ``f``.
         x: ``(n,)`` shared by the members, or ``(S, n)``: the point of each member.
 
     Returns:
-        ``(S, n, n)``: ``∂x_{L+1}/∂x_1`` of every member, in the weights' dtype.
+        ``(S, n, n)``: ``∂x_{D+1}/∂x_1`` of every member, in the weights' dtype.
     """
     members, depth, n_in = check_weight_stack(weights)
     check_tensor("x", x)

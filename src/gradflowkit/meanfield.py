@@ -393,7 +393,7 @@ class BackwardSignal(NamedTuple):
 
     preact: np.ndarray    # (S, L) mean square of z_l over the batch and the units
     backward: np.ndarray  # (S, L+1) mean square of ∂L/∂x_l; last column: grad_output's
-    log_growth: np.ndarray  # (S, L) ln(backward[:, l] / backward[:, l+1]), per layer
+    log_growth: np.ndarray  # (S, D) ln(backward[:, l] / backward[:, l+1]), per layer
 
 
 _TORCH_ACT = {"tanh": (torch.tanh, lambda z: 1 - torch.tanh(z) ** 2),
@@ -417,7 +417,7 @@ def stack_backward_signal(weights: torch.Tensor, biases: torch.Tensor, activatio
         biases: ``(S, L, n)``.
         activation: one of :data:`MEANFIELD_ACTIVATIONS`.
         inputs: ``(S, batch, n)``, the inputs ``x_1`` of every member.
-        grad_output: ``(S, batch, n)``, ``∂L/∂x_{L+1}``.
+        grad_output: ``(S, batch, n)``, ``∂L/∂x_{D+1}``.
         error_if_nonfinite: raise ``FloatingPointError`` if a mean square is inf or NaN
             (default True); with False they are returned as they are.
 

@@ -67,10 +67,10 @@ def first_index(counts: Sequence[int] | np.ndarray, *, reverse: bool = False) ->
 class OverflowTrace(NamedTuple):
     """Every intermediate tensor of one forward and backward pass, non-finite ones kept."""
 
-    states: list[torch.Tensor]        # x_1 … x_{L+1}: input of each block, then the output
+    states: list[torch.Tensor]        # x_1 … x_{D+1}: input of each block, then the output
     preactivations: list[torch.Tensor]  # z_1 … z_L (what each activation sees)
     loss: float                       # the loss, possibly inf or nan
-    signals: list[torch.Tensor]       # ∂L/∂x_1 … ∂L/∂x_{L+1}
+    signals: list[torch.Tensor]       # ∂L/∂x_1 … ∂L/∂x_{D+1}
     deltas: list[torch.Tensor]        # δ_l = ∂L/∂z_l, l = 1 … L
     weight_grads: list[torch.Tensor]  # ∂L/∂W_l, l = 1 … L
 
@@ -130,7 +130,7 @@ def relu_chain_weights(depth: int, width: int, members: int, *, scale: float = 1
     """He-initialized weights (entries ``N(0, 2/width)``) times ``scale``, for many chains.
 
     Args:
-        depth: ``L``, layers per chain.
+        depth: ``D``, layers per chain.
         width: ``n``, units per layer.
         members: ``S``, independent chains.
         scale: multiplier on the He weights (default 1.0); ``scale = 4`` makes the
@@ -168,7 +168,7 @@ def _matvec(w: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
 
 def relu_chain_states(weights: torch.Tensor, x: torch.Tensor, *,
                       dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Every state ``x_1 … x_{L+1}`` of ``x_{l+1} = relu(W_l x_l)``, inf and NaN kept.
+    """Every state ``x_1 … x_{D+1}`` of ``x_{l+1} = relu(W_l x_l)``, inf and NaN kept.
 
     Args:
         weights: ``(L, S, n, n)`` from :func:`relu_chain_weights`.
@@ -177,7 +177,7 @@ def relu_chain_states(weights: torch.Tensor, x: torch.Tensor, *,
             inputs are rounded to it first.
 
     Returns:
-        A tensor of shape ``(L + 1, S, n)`` in ``dtype`` (no autograd graph).
+        A tensor of shape ``(D + 1, S, n)`` in ``dtype`` (no autograd graph).
     """
     _check_chain(weights, x)
     with torch.no_grad():
@@ -202,7 +202,7 @@ def relu_chain_log_max(weights: torch.Tensor, x: torch.Tensor) -> np.ndarray:
         x: the inputs, ``(S, n)``.
 
     Returns:
-        An array ``(S, L + 1)``; ``-inf`` from the layer on where a state is exactly 0.
+        An array ``(S, D + 1)``; ``-inf`` from the layer on where a state is exactly 0.
     """
     _check_chain(weights, x)
     with torch.no_grad():
@@ -223,10 +223,10 @@ def relu_chain_log_max(weights: torch.Tensor, x: torch.Tensor) -> np.ndarray:
 class ChainTrace(NamedTuple):
     """One forward and backward pass of ``S`` ReLU chains, non-finite values kept."""
 
-    states: torch.Tensor          # (L + 1, S, n): x_1 … x_{L+1}
+    states: torch.Tensor          # (D + 1, S, n): x_1 … x_{D+1}
     preactivations: torch.Tensor  # (L, S, n): z_l = W_l x_l
     loss: torch.Tensor            # (S,): each chain's loss, possibly inf or NaN
-    signals: torch.Tensor         # (L + 1, S, n): ∂L/∂x_l
+    signals: torch.Tensor         # (D + 1, S, n): ∂L/∂x_l
     deltas: torch.Tensor          # (L, S, n): δ_l = ∂L/∂z_l
     weight_grads: torch.Tensor    # (L, S, n, n): ∂L/∂W_l
 
@@ -242,7 +242,7 @@ def relu_chain_trace(weights: torch.Tensor, x: torch.Tensor,
     Args:
         weights: ``(L, S, n, n)`` from :func:`relu_chain_weights`.
         x: the inputs, ``(S, n)``.
-        loss_fn: maps the outputs ``x_{L+1}``, shape ``(S, n)``, to one loss per chain,
+        loss_fn: maps the outputs ``x_{D+1}``, shape ``(S, n)``, to one loss per chain,
             shape ``(S,)``.
         dtype: the format to compute in (default float32).
 

@@ -69,13 +69,14 @@ class SignalRecorder:
 
 
 def signal_ratio(profiles: np.ndarray, first: int = 1) -> np.ndarray:
-    """``‖∂L/∂x_first‖ / ‖∂L/∂x_L‖``: input-side signal over output-side signal.
+    """``‖∂L/∂x_first‖ / ‖∂L/∂x_last‖``: input-side signal over output-side signal.
 
     Args:
         profiles: ``(..., depth + 1)`` backward-signal norms, e.g.
             :attr:`SignalRecorder.profiles`.
-        first: the block whose input is the numerator (default 1, the second block's
-            input, which leaves out the stem's output ``x_0``; see lesson 14).
+        first: the column of the numerator (default 1: the second block's input ``x_2``,
+            which leaves out the stem's output ``x_1``; columns count from 0, the book's
+            layers from 1; see lesson 14).
 
     Returns:
         ``profiles[..., first] / profiles[..., -1]``, shape ``profiles.shape[:-1]``.

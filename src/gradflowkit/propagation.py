@@ -6,7 +6,7 @@ helpers here measure both for a :class:`~gradflowkit.nets.DeepMLP` at one forwar
 backward pass, and fit the per-layer rate of a geometric trend.
 
 To measure the backward pass without a particular loss, the gradient at the last block's
-output is a random standard-normal array: then ``∂L/∂x_{L+1}`` has standard deviation 1
+output is a random standard-normal array: then ``∂L/∂x_{D+1}`` has standard deviation 1
 and every earlier ``∂L/∂x_l`` is that random vector sent back through the transposed
 Jacobians, as in a loss whose output gradient is unstructured.
 """

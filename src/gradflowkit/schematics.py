@@ -39,7 +39,7 @@ __all__ = ["FIGSIZE", "MAX_DRAWN", "MAX_PATH_BLOCKS", "plot_jacobian_chain",
 #: Chains and streams up to this many layers (blocks) are drawn whole; longer ones show the
 #: first two and the last, with ``⋯`` between.
 MAX_DRAWN = 5
-#: The paths figure draws every path, one row each: at most this many blocks (32 rows).
+#: The largest number of blocks the paths figure draws (32 rows, one for each path).
 MAX_PATH_BLOCKS = 5
 #: Figure sizes (inches) at which each diagram was checked, 7 inches wide, drawn with
 #: ``plt.subplots(figsize=FIGSIZE[name], layout="constrained")``. The diagrams keep an equal
