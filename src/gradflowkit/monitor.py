@@ -471,10 +471,10 @@ class Monitor:
         else:
             finite = all(v[0] for v in values)
         bad = None if finite else self._first_nonfinite()   # None: a float32 norm overflowed
-        redo = [i for i, v in enumerate(norms) if self._recording
-                and needs_exact_norm(v, tensors[i].numel())]
-        for i, v in zip(redo, exact_norms([tensors[i] for i in redo])):
-            norms[i] = v
+        if self._recording:
+            redo = [i for i, v in enumerate(norms) if needs_exact_norm(v, tensors[i].numel())]
+            for i, v in zip(redo, exact_norms([tensors[i] for i in redo])):
+                norms[i] = v
         if bad is not None:
             name, value = bad
             if self.nonfinite is None:

@@ -117,6 +117,15 @@ def test_row_norms_of_long_float32_rows_match_float64(rows, n):
     assert got.tolist() == pytest.approx(x.double().norm(dim=1).tolist(), rel=2e-7)
 
 
+@pytest.mark.parametrize("rows, n", [(1, 100), (3, 2 ** 14), (2, 2 ** 15 + 7), (1, 3_000_001)])
+def test_row_sums_of_long_float32_rows_match_float64(rows, n):
+    x = 1 + 1e-3 * torch.randn(rows, n, generator=torch.Generator().manual_seed(n))
+    # Each chunk is summed in float32 (a few ulps), the chunks in float64: no drift with n.
+    got = monitor_stats.row_sums(x)
+    assert got.dtype == torch.float64
+    assert got.tolist() == pytest.approx(x.double().sum(dim=1).tolist(), rel=1e-7)
+
+
 def test_row_norms_of_a_few_large_entries_among_many_tiny_ones():
     # The update of a gain of which only the first 200 entries are used: 200 entries of
     # ~1e-3, then 39 800 of 4e-6. torch's own float32 norm is off by 7e-6 here (once the
