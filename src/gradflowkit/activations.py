@@ -92,3 +92,34 @@ def derivative(name: str, x: torch.Tensor) -> torch.Tensor:
     cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2)))
     pdf = torch.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)
     return cdf + x * pdf
+
+
+def second_derivative(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Closed-form second derivative ``f''(x)`` of the activation ``name``, elementwise.
+
+    Used by the mean-field slope of lesson 18. The piecewise-linear activations (ReLU,
+    Leaky ReLU) get 0 everywhere, their kink included (a measure-zero point the Gaussian
+    expectations do not see); ELU gets its left branch ``α eˣ`` at x = 0, as for f'.
+
+    Args:
+        name: one of :data:`ACTIVATIONS`.
+        x: pre-activation tensor.
+
+    Returns:
+        ``f''(x)``, same shape and dtype as ``x``.
+    """
+    check_choice("activation", name, ACTIVATIONS)
+    check_tensor("x", x)
+    if name in ("identity", "relu", "leaky_relu"):
+        return torch.zeros_like(x)
+    if name == "sigmoid":
+        s = torch.sigmoid(x)
+        return s * (1 - s) * (1 - 2 * s)
+    if name == "tanh":
+        t = torch.tanh(x)
+        return -2 * t * (1 - t * t)
+    if name == "elu":
+        return torch.where(x > 0, torch.zeros_like(x), ELU_ALPHA * torch.exp(x))
+    # GELU'(x) = Φ(x) + x φ(x), so GELU''(x) = 2 φ(x) − x² φ(x).
+    pdf = torch.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)
+    return (2 - x**2) * pdf

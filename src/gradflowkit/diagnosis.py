@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from .monitor import weight_matrix_names
 from .monitor_watch import DEFAULT_ACTIVATION_TYPES, unwrap_compiled, watches
 from .plaintext import plain_math
 
@@ -497,9 +498,9 @@ def _weight_names(records, parameter_shapes) -> list[str]:
             seen.setdefault(name, None)
         for name in r.get("update_ratio", {}):
             seen.setdefault(name, None)
-    if parameter_shapes is not None:
-        return [n for n, shape in parameter_shapes.items() if len(shape) >= 2 and n in seen]
-    return [n for n in seen if n.endswith("weight")]
+    order = list(seen) if parameter_shapes is None else [n for n in parameter_shapes
+                                                          if n in seen]
+    return weight_matrix_names(order, parameter_shapes)
 
 
 class _Reader:

@@ -25,12 +25,14 @@ measures the same quantities on a stack of finite random nets, for comparison.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from .activations import derivative, make_activation, second_derivative
+from .propagation import stack_passes
 from .validation import check_choice, check_float, check_int, check_tensor, check_weight_stack
 
 #: Activations with closed-form φ, φ' and φ'' here (``"linear"`` is the identity).
@@ -49,27 +51,19 @@ _Q_TINY = 1e-300
 Z_MAX = 12.0
 
 
-def _tanh(u):
-    return np.tanh(u)
+#: The mean-field names in :mod:`gradflowkit.activations` (one definition of φ, φ', φ'').
+_ACTIVATION_NAMES = {"tanh": "tanh", "relu": "relu", "linear": "identity"}
 
 
-def _tanh_d(u):
-    return 1.0 - np.tanh(u) ** 2
+def _as_numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
+    """``fn`` on float64 NumPy arrays (the quadratures call it thousands of times: no
+    module is built and nothing is copied per call)."""
+    def f(u):
+        return fn(torch.from_numpy(np.asarray(u, dtype=np.float64))).numpy()
+    return f
 
 
-def _tanh_dd(u):
-    t = np.tanh(u)
-    return -2.0 * t * (1.0 - t * t)
-
-
-_FUNCS: dict[str, tuple[Callable, Callable, Callable]] = {
-    "tanh": (_tanh, _tanh_d, _tanh_dd),
-    "relu": (lambda u: np.maximum(u, 0.0), lambda u: (u > 0).astype(float),
-             lambda u: np.zeros_like(u)),
-    "linear": (lambda u: u, lambda u: np.ones_like(u), lambda u: np.zeros_like(u)),
-}
-
-
+@lru_cache(maxsize=None)
 def activation_functions(name: str) -> tuple[Callable, Callable, Callable]:
     """``(φ, φ', φ'')`` of an activation, as NumPy functions.
 
@@ -77,11 +71,14 @@ def activation_functions(name: str) -> tuple[Callable, Callable, Callable]:
         name: one of :data:`MEANFIELD_ACTIVATIONS`.
 
     Returns:
-        Three elementwise functions. For ReLU, φ'' is taken as 0 (its kink contributes
-        nothing to the expectations used here, since φ(0) = 0).
+        Three elementwise functions, from :func:`~gradflowkit.activations.activate`,
+        :func:`~gradflowkit.activations.derivative` and
+        :func:`~gradflowkit.activations.second_derivative` in float64. For ReLU, φ'' is 0
+        (its kink contributes nothing to the expectations used here, since φ(0) = 0).
     """
-    check_choice("activation", name, MEANFIELD_ACTIVATIONS)
-    return _FUNCS[name]
+    act = _ACTIVATION_NAMES[check_choice("activation", name, MEANFIELD_ACTIVATIONS)]
+    return (_as_numpy(make_activation(act).forward), _as_numpy(partial(derivative, act)),
+            _as_numpy(partial(second_derivative, act)))
 
 
 @lru_cache(maxsize=8)
@@ -396,21 +393,17 @@ class BackwardSignal(NamedTuple):
     log_growth: np.ndarray  # (S, D) ln(backward[:, l] / backward[:, l+1]), per layer
 
 
-_TORCH_ACT = {"tanh": (torch.tanh, lambda z: 1 - torch.tanh(z) ** 2),
-              "relu": (torch.relu, lambda z: (z > 0).to(z.dtype)),
-              "linear": (lambda z: z, torch.ones_like)}
-
-
 @torch.no_grad()
 def stack_backward_signal(weights: torch.Tensor, biases: torch.Tensor, activation: str,
                           inputs: torch.Tensor, grad_output: torch.Tensor, *,
                           error_if_nonfinite: bool = True) -> BackwardSignal:
     """Forward and backward mean squares per layer of ``S`` nets ``x ↦ φ(W x + b)``.
 
-    The backward pass is written out, ``∂L/∂x_l = W_lᵀ (φ'(z_l) ⊙ ∂L/∂x_{l+1})`` (the unit
-    tests compare it with autograd), starting from ``grad_output`` at the last layer's
-    output. With biases of zero it is :func:`~gradflowkit.propagation.stack_signal_stats`
-    with mean squares instead of standard deviations.
+    The passes are :func:`~gradflowkit.propagation.stack_passes` (the backward pass written
+    out, ``∂L/∂x_l = W_lᵀ (φ'(z_l) ⊙ ∂L/∂x_{l+1})``, from ``grad_output`` at the last
+    layer's output), the same passes as lesson 6's
+    :func:`~gradflowkit.propagation.stack_signal_stats`; this reads mean squares (the
+    mean-field ``q``) where that reads standard deviations.
 
     Args:
         weights: ``(S, L, n, n)``.
@@ -425,11 +418,7 @@ def stack_backward_signal(weights: torch.Tensor, biases: torch.Tensor, activatio
         A :class:`BackwardSignal` of float64 arrays.
     """
     members, depth, n = check_weight_stack(weights)
-    check_choice("activation", activation, MEANFIELD_ACTIVATIONS)
-    check_tensor("biases", biases, ndim=3)
-    if tuple(biases.shape) != (members, depth, n):
-        raise ValueError(f"biases must have shape {(members, depth, n)}, got "
-                         f"{tuple(biases.shape)}")
+    act = _ACTIVATION_NAMES[check_choice("activation", activation, MEANFIELD_ACTIVATIONS)]
     for name, t in (("inputs", inputs), ("grad_output", grad_output)):
         check_tensor(name, t, ndim=3)
         if t.shape[0] != members or t.shape[2] != n:
@@ -438,21 +427,10 @@ def stack_backward_signal(weights: torch.Tensor, biases: torch.Tensor, activatio
     if inputs.shape != grad_output.shape:
         raise ValueError(f"inputs {tuple(inputs.shape)} and grad_output "
                          f"{tuple(grad_output.shape)} must have the same shape")
-    f, df = _TORCH_ACT[activation]
+    run = stack_passes(weights, act, inputs, biases=biases, grad_output=grad_output)
     ms = lambda t: t.square().flatten(1).mean(1).double()  # noqa: E731 - per member
-    x, slopes, preact = inputs.to(weights.dtype), [], []
-    for layer in range(depth):
-        z = torch.baddbmm(biases[:, layer].unsqueeze(1), x,
-                          weights[:, layer].transpose(1, 2))
-        preact.append(ms(z))
-        slopes.append(df(z))
-        x = f(z)
-    grads = [ms(grad_output)]
-    g = grad_output.to(weights.dtype)
-    for layer in reversed(range(depth)):
-        g = torch.bmm(slopes[layer] * g, weights[:, layer])
-        grads.append(ms(g))
-    grads.reverse()
+    grads = [ms(g) for g in run.grads]
+    preact = [ms(z) for z in run.preacts]
     back = torch.stack(grads, dim=1).numpy()
     pre = torch.stack(preact, dim=1).numpy()
     if error_if_nonfinite and not (np.isfinite(back).all() and np.isfinite(pre).all()):

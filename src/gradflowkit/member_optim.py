@@ -74,6 +74,20 @@ class MemberOptimizer:
         self._neg_lr: dict[tuple, torch.Tensor] = {}
         self.state: dict[str, dict[str, torch.Tensor]] = {name: {} for name, _ in self.params}
 
+    def set_lr(self, lr: torch.Tensor) -> None:
+        """Set every member's learning rate for the next steps (a schedule, e.g. warm-up).
+
+        Args:
+            lr: float64 ``(S,)``, every entry finite and > 0.
+        """
+        lr = torch.as_tensor(lr, dtype=torch.float64)
+        if lr.shape != (self.n_members,):
+            raise ValueError(f"lr must have shape ({self.n_members},), got {tuple(lr.shape)}")
+        if not bool((torch.isfinite(lr) & (lr > 0)).all()):
+            raise ValueError(f"lr must be finite and > 0, got {lr.tolist()}")
+        self.lr = lr
+        self._neg_lr.clear()           # the cached -lr of the all-active SGD step
+
     @torch.no_grad()
     def step(self, active: torch.Tensor, *, updates: bool = False) -> dict[str, torch.Tensor]:
         """Apply one step to the members where ``active`` is True; leave the others as they are.
@@ -89,9 +103,12 @@ class MemberOptimizer:
             ``{name: Δθ}`` when ``updates`` is True (zero for inactive members), else ``{}``.
         """
         self.steps += 1
-        if self.kind == "sgd" and not updates and bool(active.all()):
+        all_active = bool(active.all())
+        if self.kind == "sgd" and not updates and all_active:
             self._sgd_all_active()
             return {}
+        if self.kind != "sgd" and all_active:
+            return self._adam_all_active(updates)
         lr = torch.where(active, self.lr, torch.zeros_like(self.lr))
         done = {}
         for name, p in self.params:
@@ -125,6 +142,36 @@ class MemberOptimizer:
             # Not addcmul_: a fused multiply-add rounds once, and then a run that records
             # its updates (the masked path below) would drift from one that does not.
             p.add_(grad * self._negative_lr(p))
+
+    def _adam_all_active(self, updates: bool) -> dict[str, torch.Tensor]:
+        """The masked Adam step of :meth:`_adam` when every member steps, with the same
+        operations in the same order (so the same numbers), in place and without masks:
+        about half the time of the masked step."""
+        done = {}
+        for name, p in self.params:
+            if p.grad is None:
+                continue
+            lr = self._negative_lr(p).neg()
+            state = self.state[name]
+            if not state:
+                state.update(m=torch.zeros_like(p), v=torch.zeros_like(p),
+                             t=torch.zeros(lr.shape, dtype=p.dtype))
+            grad = p.grad
+            if self.kind == "adamw":
+                wd = self.weight_decay
+                decay = -lr * (wd if isinstance(wd, float) else self._member_view(wd, p)) * p
+            else:
+                grad = self._with_decay(grad, p)
+            t = state["t"].add_(1.0)
+            m = state["m"].lerp_(grad, 1 - self.beta1)
+            v = state["v"].mul_(self.beta2).add_((1 - self.beta2) * grad * grad)
+            denom = v.sqrt() / torch.sqrt(1 - self.beta2 ** t) + self.eps
+            step = (lr / (1 - self.beta1 ** t)) * m / denom
+            delta = decay - step if self.kind == "adamw" else step.neg_()
+            p.add_(delta)
+            if updates:
+                done[name] = delta
+        return done
 
     def _with_decay(self, grad: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """``grad + λ p`` (L2 weight decay), with one λ or one per member."""

@@ -691,6 +691,19 @@ def _from_json(value: Any) -> Any:
     return value
 
 
+def weight_matrix_names(names: Sequence[str],
+                        shapes: dict[str, tuple[int, ...]] | None = None) -> list[str]:
+    """The weight matrices among parameter ``names``, in their order (lesson 16's readers).
+
+    With the parameters' ``shapes`` (:attr:`Monitor.parameter_shapes`): those with two or
+    more dimensions. Without (bare records): the names that end in ``"weight"``, which
+    also keeps a norm's gain; the shapes are the better rule when they are known.
+    """
+    if shapes is not None:
+        return [n for n in names if len(shapes.get(n, ())) >= 2]
+    return [n for n in names if n.endswith("weight")]
+
+
 def records_matrix(records: Sequence[dict[str, Any]], kind: str, stat: str | None = None):
     """Turn monitor records into an array of recorded steps × names (lesson 16).
 

@@ -50,8 +50,8 @@ def _axes(ax: Axes | None) -> Axes:
 
 def plot_layer_profiles(profiles: Mapping[str, Sequence[float]], *, ax: Axes | None = None,
                         ylabel: str = r"$\|\partial L / \partial x_l\|$",
-                        xlabel: str = "layer $l$ (0 = input side)",
-                        title: str | None = None, start: int = 0) -> Axes:
+                        xlabel: str | None = None,
+                        title: str | None = None, start: int = 1) -> Axes:
     """One line per profile: a per-layer quantity on a log scale against the layer index.
 
     Args:
@@ -59,11 +59,10 @@ def plot_layer_profiles(profiles: Mapping[str, Sequence[float]], *, ax: Axes | N
             log axis cannot show them (underflow to 0 is reported by the caller).
         ax: where to draw (default: the current Axes).
         ylabel: y-axis label (default: the backward-signal norm).
-        xlabel: x-axis label.
+        xlabel: x-axis label (default: "layer $l$ (``start`` = input side)").
         title: optional title.
-        start: layer index of the first value (default 0, as in
-            :class:`~gradflowkit.gradients.LayerProfile`); pass 1 to plot against the book's
-            notation, where the input is :math:`x_1`.
+        start: layer index of the first value (default 1: the book's notation, where the
+            input is :math:`x_1`); pass 0 for 0-based indices such as a Python list's.
 
     Returns:
         The Axes.
@@ -77,7 +76,7 @@ def plot_layer_profiles(profiles: Mapping[str, Sequence[float]], *, ax: Axes | N
         shown = np.where(values > 0, values, np.nan)
         ax.semilogy(start + np.arange(len(values)), shown, marker="o", markersize=3, label=label,
                     color=color)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(f"layer $l$ ({start} = input side)" if xlabel is None else xlabel)
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
@@ -159,15 +158,13 @@ def _monitor_records(monitor_or_records) -> tuple[list, dict | None]:
 def _parameter_matrix(monitor_or_records, kind: str, weights_only: bool):
     """``records_matrix`` of a Monitor or its records, optionally only the weight matrices
     (ndim >= 2 when the Monitor's shapes are known, else names ending in "weight")."""
-    from .monitor import records_matrix
+    from .monitor import records_matrix, weight_matrix_names
 
     records, shapes = _monitor_records(monitor_or_records)
     steps, names, values = records_matrix(records, kind)
     if weights_only:
-        if shapes is not None:
-            keep = [i for i, n in enumerate(names) if len(shapes.get(n, ())) >= 2]
-        else:
-            keep = [i for i, n in enumerate(names) if n.endswith("weight")]
+        weights = set(weight_matrix_names(names, shapes))
+        keep = [i for i, n in enumerate(names) if n in weights]
         names, values = [names[i] for i in keep], values[:, keep]
     return steps, names, values
 
@@ -311,9 +308,9 @@ def plot_update_ratios(monitor_or_records, ax: Axes | None = None, *,
         ax.legend()
     else:
         mappable = plt.cm.ScalarMappable(cmap=ListedColormap(colors),
-                                         norm=plt.Normalize(-0.5, len(names) - 0.5))
+                                         norm=plt.Normalize(0.5, len(names) + 0.5))
         colorbar = ax.figure.colorbar(mappable, ax=ax)
-        colorbar.set_label("layer (0 = input side)")
+        colorbar.set_label("parameter (1 = input side)")
         ax.legend(handles=[ax.get_lines()[-1]])
     return ax
 

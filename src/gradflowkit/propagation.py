@@ -152,17 +152,75 @@ class StackStats(NamedTuple):
     rms_slope: np.ndarray  # (S, L) sqrt(mean f'(z_l)²) over the batch and the units
 
 
+class StackPasses(NamedTuple):
+    """The tensors of one forward and one backward pass through ``S`` stacked nets."""
+
+    states: list[torch.Tensor]   # L+1 of (S, batch, n): x_1 (the input) … x_{L+1}
+    preacts: list[torch.Tensor]  # L: z_l = W_l x_l (+ b_l)
+    slopes: list[torch.Tensor]   # L: f'(z_l)
+    grads: list[torch.Tensor]    # L+1: ∂L/∂x_1 … ∂L/∂x_{L+1} (the output gradient)
+
+
 @torch.no_grad()
+def stack_passes(weights: torch.Tensor, activation: str, inputs: torch.Tensor, *,
+                 biases: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                 grad_output: torch.Tensor | None = None) -> StackPasses:
+    """Forward and backward pass of ``S`` nets ``x_{l+1} = f(W_l x_l + b_l)``, by hand.
+
+    The backward pass sends the output gradient back through the transposed Jacobians,
+    ``∂L/∂x_l = W_lᵀ (f'(z_l) ⊙ ∂L/∂x_{l+1})``, with
+    :func:`~gradflowkit.activations.derivative` (the unit tests compare it with autograd).
+    The statistics of lessons 6 (:func:`stack_signal_stats`) and 18
+    (:func:`~gradflowkit.meanfield.stack_backward_signal`) are read off these tensors.
+
+    Args:
+        weights: ``(S, L, n, n)``.
+        activation: the name of ``f`` (:data:`~gradflowkit.activations.ACTIVATIONS`).
+        inputs: ``(batch, n)`` shared by the members, or ``(S, batch, n)``.
+        biases: ``(S, L, n)`` (default None: no biases).
+        generator: for the output gradient, a standard-normal draw (default: torch's
+            global generator).
+        grad_output: the output gradient ``(S, batch, n)`` itself, instead of a draw.
+
+    Returns:
+        A :class:`StackPasses`, in the weights' dtype.
+    """
+    members, depth, n_in = check_weight_stack(weights)
+    if biases is not None:
+        check_tensor("biases", biases, ndim=3)
+        if tuple(biases.shape) != (members, depth, weights.shape[2]):
+            raise ValueError(f"biases must have shape {(members, depth, weights.shape[2])}, "
+                             f"got {tuple(biases.shape)}")
+    x = member_batch("inputs", inputs, members, n_in, weights.dtype)
+    f = make_activation(activation)
+    states, slopes, preacts = [x], [], []
+    for layer in range(depth):
+        w_t = weights[:, layer].transpose(1, 2)
+        z = (torch.bmm(states[-1], w_t) if biases is None
+             else torch.baddbmm(biases[:, layer].unsqueeze(1), states[-1], w_t))
+        preacts.append(z)
+        slopes.append(derivative(activation, z))
+        states.append(f(z))
+    if grad_output is None:
+        grad_output = torch.randn(states[-1].shape, generator=generator, dtype=weights.dtype)
+    elif tuple(grad_output.shape) != tuple(states[-1].shape):
+        raise ValueError(f"grad_output must have shape {tuple(states[-1].shape)}, got "
+                         f"{tuple(grad_output.shape)}")
+    grads = [grad_output.to(weights.dtype)]
+    for layer in reversed(range(depth)):
+        grads.append(torch.bmm(slopes[layer] * grads[-1], weights[:, layer]))
+    grads.reverse()
+    return StackPasses(states, preacts, slopes, grads)
+
+
 def stack_signal_stats(weights: torch.Tensor, activation: str, inputs: torch.Tensor, *,
                        generator: torch.Generator | None = None,
                        grad_output: torch.Tensor | None = None) -> StackStats:
     """Forward and backward standard deviations per layer of ``S`` nets ``x ↦ f(W_l x)``.
 
     Every member ``s`` is the plain net ``x_{l+1} = f(W[s, l] x_l)`` without biases (biases
-    start at zero). The backward pass sends a standard-normal output gradient back through
-    the transposed Jacobians, ``∂L/∂x_l = W_lᵀ (f'(z_l) ⊙ ∂L/∂x_{l+1})``, computed by hand
-    with :func:`~gradflowkit.activations.derivative` (the unit tests compare it with
-    autograd): the stack counterpart of :func:`signal_stats`.
+    start at zero), run by :func:`stack_passes`: a standard-normal output gradient is sent
+    back through the transposed Jacobians. The stack counterpart of :func:`signal_stats`.
 
     Args:
         weights: ``(S, L, n, n)``, e.g. from :func:`~gradflowkit.initialization.init_weights`.
@@ -175,28 +233,13 @@ def stack_signal_stats(weights: torch.Tensor, activation: str, inputs: torch.Ten
         A :class:`StackStats`: population standard deviations over the batch and the
         units, computed in the weights' dtype and returned as float64 arrays.
     """
-    members, depth, n_in = check_weight_stack(weights)
-    x = member_batch("inputs", inputs, members, n_in, weights.dtype)
+    run = stack_passes(weights, activation, inputs, generator=generator,
+                       grad_output=grad_output)
     std = lambda t: t.flatten(1).std(1, correction=0).double()  # noqa: E731 - per member
-    f = make_activation(activation)
-    states, slopes, preact = [x], [], []
-    for layer in range(depth):
-        z = torch.bmm(states[-1], weights[:, layer].transpose(1, 2))
-        preact.append(std(z))
-        slopes.append(derivative(activation, z))
-        states.append(f(z))
-    if grad_output is None:
-        grad_output = torch.randn(states[-1].shape, generator=generator, dtype=weights.dtype)
-    elif tuple(grad_output.shape) != tuple(states[-1].shape):
-        raise ValueError(f"grad_output must have shape {tuple(states[-1].shape)}, got "
-                         f"{tuple(grad_output.shape)}")
-    grads = [grad_output.to(weights.dtype)]
-    for layer in reversed(range(depth)):
-        grads.append(torch.bmm(slopes[layer] * grads[-1], weights[:, layer]))
-    grads.reverse()
     column = lambda ts: torch.stack(ts, dim=1).numpy()  # noqa: E731
     return StackStats(
-        forward=column([std(s) for s in states]),
-        backward=column([std(g) for g in grads]),
-        preact=column(preact),
-        rms_slope=column([s.square().flatten(1).mean(1).sqrt().double() for s in slopes]))
+        forward=column([std(s) for s in run.states]),
+        backward=column([std(g) for g in run.grads]),
+        preact=column([std(z) for z in run.preacts]),
+        rms_slope=column([s.square().flatten(1).mean(1).sqrt().double()
+                          for s in run.slopes]))

@@ -56,6 +56,24 @@ class TocLesson(NamedTuple):
     part_index: int  # 0 for the first part that holds lessons
 
 
+def book_root(start: str | Path | None = None) -> Path:
+    """The book's repository: the first of ``start`` and its parents that holds ``_toc.yml``.
+
+    The pages find the lessons' sources and the benchmark results from wherever they run
+    (the book runs them in ``book/``, nbval in a copy under ``_build/notebooks/book/``).
+
+    Args:
+        start: where to look from (default: the current directory).
+    """
+    here = Path.cwd() if start is None else Path(start)
+    here = here.resolve()
+    for folder in (here, *here.parents):
+        if (folder / "_toc.yml").is_file():
+            return folder
+    raise FileNotFoundError(f"no _toc.yml in {here} or any folder above it: run this from "
+                            "inside the book's repository")
+
+
 def toc_lessons(toc: str | Path) -> list[TocLesson]:
     """The lessons (``lessons/NN-*``) of ``_toc.yml``, in book order, with their parts."""
     data = yaml.safe_load(Path(toc).read_text(encoding="utf-8"))

@@ -7,7 +7,9 @@ one loss per member, and measures the members after training:
 - :class:`ClassificationTask`: a :class:`~gradflowkit.data.Split` (the digits), cross-entropy,
   train and test accuracy;
 - :class:`AddingTask`: fresh batches of the adding problem (lesson 9), mean squared error,
-  MSE on a held-out batch.
+  MSE on a held-out batch;
+- :class:`ReversalTask`: fresh random token sequences to reverse (lesson 19), token
+  cross-entropy, token accuracy on a held-out batch.
 
 :func:`batch_indices` is the batch order of one member, so that a single run in a loop (the
 unit tests' oracle) sees exactly the batches of that member in the ensemble.
@@ -25,6 +27,7 @@ from .data import Split
 from .ensemble import member_cross_entropy
 from .recurrent import adding_problem
 from .seeding import derive_seed
+from .transformer import member_token_loss, reversal_batch
 from .validation import check_int
 
 
@@ -154,3 +157,61 @@ class AddingTask:
         dtype = next(model.parameters()).dtype
         x, y = (t.to(dtype) for t in self.test_batch())
         return {"test_mse": ((model(x) - y) ** 2).mean(1).double().numpy()}
+
+
+class ReversalTask:
+    """Sequence reversal: ``length`` random tokens in, the same tokens reversed out.
+
+    The target at position ``t`` is the token at position ``T − 1 − t``; a model that has
+    not learned it is right ``1/vocab`` of the time. Member ``i``'s sequences for the whole
+    run are drawn at the start from a generator seeded by ``seeds[i]`` (members with the
+    same seed see the same batches). The held-out batch of :meth:`evaluate` is the same for
+    every member, seeded from ``GRADFLOW_SEED``.
+
+    Args:
+        vocab: token values ``0 … vocab − 1`` (>= 2).
+        length: tokens per sequence ``T`` (>= 2).
+        batch_size: sequences per step and member (default 16).
+        test_size: sequences in the held-out batch (default 256).
+    """
+
+    def __init__(self, vocab: int, length: int, batch_size: int = 16, test_size: int = 256):
+        self.vocab = check_int("vocab", vocab, minimum=2)
+        self.length = check_int("length", length, minimum=2)
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
+        self.test_size = check_int("test_size", test_size, minimum=1)
+        self._ids: torch.Tensor | None = None
+
+    def start(self, seeds: Sequence[int], steps: int) -> None:
+        """Draw every member's sequences for ``steps`` steps."""
+        steps = check_int("steps", steps, minimum=1)
+        ids = []
+        for seed in seeds:
+            gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+            ids.append(torch.randint(self.vocab, (steps, self.batch_size, self.length),
+                                     generator=gen))
+        self._ids = torch.stack(ids, dim=1)                    # (steps, S, batch, T)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids ``(S, batch, T)`` and their reversals of ``step``."""
+        if self._ids is None:
+            raise RuntimeError("call start(seeds, steps) before batch()")
+        ids = self._ids[step]
+        return ids, ids.flip(-1)
+
+    def losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Each member's mean cross-entropy over sequences and positions, shape ``(S,)``."""
+        return member_token_loss(out, target)
+
+    def test_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The held-out batch: ids ``(test_size, T)`` and their reversals."""
+        gen = torch.Generator().manual_seed(derive_seed("reversal-test", self.vocab,
+                                                        self.length))
+        return reversal_batch(gen, self.test_size, self.length, self.vocab)
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, np.ndarray]:
+        """Each member's token accuracy on :meth:`test_batch`."""
+        ids, targets = self.test_batch()
+        right = model(ids).argmax(-1) == targets
+        return {"test_accuracy": right.double().flatten(1).mean(1).numpy()}

@@ -15,7 +15,8 @@ Each step, for the members still active:
 3. at recorded steps: gradient norms per parameter (before clipping), ``grad_callback``;
 4. optional clipping of each member's gradient to global norm ``clip`` (as
    ``torch.nn.utils.clip_grad_norm_`` does for one net);
-5. the optimizer step (:class:`~gradflowkit.member_optim.MemberOptimizer`); at recorded
+5. the optimizer step (:class:`~gradflowkit.member_optim.MemberOptimizer`), at each
+   member's learning rate times its warm-up factor (:func:`warmup_factor`); at recorded
    steps also the update-to-data ratio ``log10(std(Δθ)/std(θ))`` of every parameter.
 """
 
@@ -77,7 +78,7 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
           seeds: Sequence[int] | None = None, record_every: int = 0,
           update_ratios: bool = True, callback: StepCallback | None = None,
           grad_callback: StepCallback | None = None,
-          agc: float | None = None) -> TrainRecord:
+          agc: float | None = None, warmup: int | Sequence[int] = 0) -> TrainRecord:
     """Train every member of ``model`` on ``task``; see the module docstring.
 
     Args:
@@ -106,6 +107,9 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         agc: adaptive gradient clipping with λ = ``agc`` and ε = 1e-3, unit by unit and
             member by member, after the global clipping (default None: none; see
             :func:`~gradflowkit.agc.adaptive_clip_grad_`, lesson 20).
+        warmup: linear learning-rate warm-up over this many steps, one for all members or
+            one per member (default 0: none): member ``m`` steps with
+            ``lr[m] · min(1, (t + 1)/warmup[m])`` at step ``t`` (lesson 19).
 
     Returns:
         A :class:`TrainRecord`; ``metrics`` is ``task.evaluate(model)`` after training.
@@ -123,9 +127,11 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
     seeds = list(ensemble_seeds(n, "batches") if seeds is None else seeds)
     if len(seeds) != n:
         raise ValueError(f"seeds has {len(seeds)} entries for an ensemble of {n} members")
+    warm = warmup_steps(warmup, n)
     params = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     opt = MemberOptimizer(params, n, kind=optimizer, lr=lr, momentum=momentum,
                           weight_decay=weight_decay, betas=betas)
+    peak_lr = opt.lr
     dtype = params[0][1].dtype if params else torch.float32
     task.start(seeds, steps)
     active = torch.ones(n, dtype=torch.bool)
@@ -159,6 +165,8 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         if agc is not None:        # stopped members may hold inf: the optimizer ignores them
             adaptive_clip_grad_([p for _, p in params], agc, members=n,
                                 error_if_nonfinite=False)
+        if bool((warm > step).any()):      # warming up; the last such step sets the peak
+            opt.set_lr(peak_lr * warmup_factor(step, warm))
         ratios = record and update_ratios
         data_std = _member_std([p.detach() for _, p in params], n) if ratios else None
         deltas = opt.step(active, updates=ratios)
@@ -178,6 +186,30 @@ def train(model: nn.Module, task, *, steps: int, lr: float | Sequence[float],
         grad_norms=_by_name(names, grad_rows), update_ratios=_by_name(names, ratio_rows),
         metrics={k: np.where(stopped.numpy(), np.nan, np.asarray(v, dtype=float))
                  for k, v in metrics.items()})
+
+
+def warmup_steps(warmup: int | Sequence[int], n: int) -> torch.Tensor:
+    """Warm-up steps per member, int64 ``(S,)``, from one integer >= 0 or one per member."""
+    values = [warmup] * n if isinstance(warmup, (int, np.integer)) else list(warmup)
+    if len(values) != n:
+        raise ValueError(f"warmup has {len(values)} values for an ensemble of {n} members; "
+                         "pass one integer or one per member")
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"warmup must be integers >= 0 (steps), got {v!r} at member {i}")
+    return torch.tensor([int(v) for v in values], dtype=torch.int64)
+
+
+def warmup_factor(step: int, warmup: torch.Tensor) -> torch.Tensor:
+    """Linear warm-up ``min(1, (step + 1) / warmup)`` per member, float64; ``warmup = 0``: 1.
+
+    Args:
+        step: the step, from 0.
+        warmup: warm-up steps per member ``(S,)``, >= 0.
+    """
+    w = warmup.to(torch.float64)
+    return torch.where(w > 0, torch.clamp((step + 1) / w.clamp(min=1), max=1.0),
+                       torch.ones_like(w))
 
 
 def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

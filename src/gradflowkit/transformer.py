@@ -8,8 +8,9 @@
   ``LN(αx + F(x))`` with its β-scaled initialization (Wang et al. 2022, Fig. 2);
 - :func:`ffn_grad_norms`: ``‖∂L/∂W^{2,l}‖_F`` of every layer's second FFN matrix, the
   quantity of Xiong et al.'s Theorem 1, per member;
-- :func:`reversal_batch` and :func:`train_reversal`: the sequence-reversal task and Adam
-  with a linear learning-rate warm-up per member.
+- :func:`reversal_batch`: random sequences and their reversals (trained on through
+  :class:`~gradflowkit.tasks.ReversalTask` and :func:`~gradflowkit.trainer.train`, whose
+  ``warmup`` is the linear learning-rate warm-up).
 
 The blocks compute exactly what ``torch.nn.TransformerEncoderLayer`` computes (ReLU, no
 dropout, ``batch_first=True``) with ``norm_first=False`` (post-LN) or ``True`` (pre-LN);
@@ -20,14 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .member_optim import MemberOptimizer, member_values
+from .ensemble import member_cross_entropy
 from .validation import check_choice, check_finite, check_float, check_int, check_tensor
 
 #: Where the LayerNorm goes (after the residual sum, inside the branch, or DeepNorm).
@@ -226,9 +226,8 @@ def member_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
         targets: ``(B, T)`` or ``(S, B, T)`` token ids.
     """
     s, b, t, v = logits.shape
-    targets = targets.expand(s, b, t)
-    ce = F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1), reduction="none")
-    return ce.view(s, b * t).mean(1)
+    return member_cross_entropy(logits.reshape(s, b * t, v),
+                                targets.expand(s, b, t).reshape(s, b * t))
 
 
 def ffn_grad_norms(model: EnsembleTransformer, ids: torch.Tensor, targets: torch.Tensor,
@@ -283,75 +282,3 @@ def reversal_batch(gen: torch.Generator, batch: int, length: int, vocab: int,
                                                                minimum=1), batch, length)
     ids = torch.randint(vocab, shape, generator=gen)
     return ids, ids.flip(-1)
-
-
-def warmup_factor(step: int, warmup: torch.Tensor) -> torch.Tensor:
-    """Linear warm-up ``min(1, (step + 1) / warmup)`` per member; ``warmup = 0``: always 1.
-
-    Args:
-        step: the step, from 0.
-        warmup: warm-up steps per member ``(S,)``, >= 0.
-    """
-    w = warmup.to(torch.float64)
-    return torch.where(w > 0, torch.clamp((step + 1) / w.clamp(min=1), max=1.0),
-                       torch.ones_like(w))
-
-
-@dataclass
-class ReversalRecord:
-    """What :func:`train_reversal` recorded, one row per member."""
-
-    loss: np.ndarray         # (S, steps) training loss; NaN from a member's stop on
-    accuracy: np.ndarray     # (S,) token accuracy on a held-out batch (NaN if stopped)
-    stopped_at: np.ndarray   # (S,) step whose loss was not finite; -1: none
-
-
-def train_reversal(model: EnsembleTransformer, gen: torch.Generator, *, steps: int,
-                   lr: float | Sequence[float], warmup: int | Sequence[int] = 0,
-                   batch: int = 32, test_batch: int = 256) -> ReversalRecord:
-    """Train every member on sequence reversal with Adam and a per-member warm-up.
-
-    Each step draws a fresh batch per member from ``gen``. The learning rate of member
-    ``m`` at step ``t`` is ``lr[m] · min(1, (t + 1)/warmup[m])``. A member whose loss turns
-    inf or NaN stops there (its parameters and Adam state stay as they were).
-
-    Args:
-        model: the ensemble (trained in place).
-        gen: generator of the batches.
-        steps: Adam steps (>= 1).
-        lr: peak learning rate, one or one per member.
-        warmup: warm-up steps, one or one per member (default 0: none).
-        batch: sequences per member and step (default 32).
-        test_batch: held-out sequences for the accuracy (default 256, shared).
-
-    Returns:
-        A :class:`ReversalRecord`.
-    """
-    steps = check_int("steps", steps, minimum=1)
-    n = model.n_members
-    base = member_values("lr", lr, n, positive=True)
-    warm = torch.as_tensor(np.broadcast_to(np.asarray(warmup), (n,)).copy())
-    if warm.dtype.is_floating_point or bool((warm < 0).any()):
-        raise ValueError(f"warmup must be integers >= 0, got {warm.tolist()}")
-    opt = MemberOptimizer(model.named_parameters(), n, kind="adam", lr=base.tolist())
-    active = torch.ones(n, dtype=torch.bool)
-    stopped = np.full(n, -1)
-    losses = np.full((n, steps), np.nan)
-    for step in range(steps):
-        ids, targets = reversal_batch(gen, batch, model.length, model.vocab, members=n)
-        model.zero_grad(set_to_none=True)
-        loss = member_token_loss(model(ids), targets)
-        finite = torch.isfinite(loss.detach())
-        for m in torch.nonzero(active & ~finite).flatten().tolist():
-            stopped[m] = step
-        active &= finite
-        losses[:, step] = np.where(active.numpy(), loss.detach().numpy(), np.nan)
-        if not bool(active.any()):
-            break
-        torch.where(active, loss, torch.zeros_like(loss)).sum().backward()
-        opt.lr = (base * warmup_factor(step, warm)).to(base.dtype)
-        opt.step(active)
-    ids, targets = reversal_batch(gen, test_batch, model.length, model.vocab)
-    with torch.no_grad():
-        right = (model(ids).argmax(-1) == targets).float().flatten(1).mean(1).numpy()
-    return ReversalRecord(losses, np.where(stopped < 0, right, np.nan), stopped)

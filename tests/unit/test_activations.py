@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gradflowkit.activations import (ACTIVATIONS, ELU_ALPHA, LEAKY_SLOPE, activate, derivative,
-                                     make_activation)
+                                     make_activation, second_derivative)
 
 # A grid that contains the kink x = 0 exactly, both signs, and large |x|.
 GRID = torch.cat([torch.linspace(-8.0, 8.0, 161, dtype=torch.float64),
@@ -47,6 +47,18 @@ def test_derivative_matches_autograd_float64(name, float64):
     got = derivative(name, GRID)
     assert got.dtype == torch.float64 and got.shape == GRID.shape
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_second_derivative_matches_double_autograd_float64(name, float64):
+    """Closed form == autograd of autograd of the module, away from the kinks at 0."""
+    x = GRID[GRID.abs() > 1e-9].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(make_activation(name)(x).sum(), x, create_graph=True)
+    expected = (torch.autograd.grad(g.sum(), x)[0] if g.requires_grad
+                else torch.zeros_like(x))
+    got = second_derivative(name, x.detach())
+    assert got.dtype == torch.float64 and got.shape == x.shape
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("name", ACTIVATIONS)

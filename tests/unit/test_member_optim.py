@@ -58,6 +58,35 @@ def test_equals_torch_optim_per_member(case):
 
 
 @pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("updates", [False, True])
+def test_all_active_steps_equal_the_masked_steps_bit_for_bit(case, updates):
+    """When every member steps, SGD and Adam take unmasked in-place paths; their numbers
+    must be those of the masked path (here: the same members beside one that rests), so
+    that a run does not change when it records its updates or when a member stops."""
+    optim, options = CASES[case]
+    shapes = [(3, 3, 2), (3, 4)]
+    start = [torch.randn(*s) for s in shapes]
+    fast = [torch.nn.Parameter(p.clone()) for p in start]
+    masked = [torch.nn.Parameter(torch.cat([p, torch.ones_like(p[:1])])) for p in start]
+    opts = [MemberOptimizer([(f"p{i}", p) for i, p in enumerate(ps)], n, kind=KIND[optim],
+                            lr=[0.1, 0.03, 0.5, 0.2][:n], **options)
+            for ps, n in ((fast, 3), (masked, 4))]
+    for _ in range(5):
+        grads = [torch.randn(*s) for s in shapes]
+        for p, g in zip(fast, grads):
+            p.grad = g.clone()
+        for p, g in zip(masked, grads):
+            p.grad = torch.cat([g, torch.full_like(g[:1], float("nan"))])
+        got = opts[0].step(torch.ones(3, dtype=torch.bool), updates=updates)
+        want = opts[1].step(torch.tensor([True, True, True, False]), updates=updates)
+        for i, (p, q) in enumerate(zip(fast, masked)):
+            assert torch.equal(p, q[:3]), f"p{i}"
+            if updates:
+                assert torch.equal(got[f"p{i}"], want[f"p{i}"][:3])
+    assert all(torch.equal(q[3], torch.ones_like(q[3])) for q in masked)
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_inactive_members_do_not_move_and_their_state_waits(case):
     lrs = [0.1, 0.2]
     active = [[True, True], [True, False], [False, False], [True, True], [True, False],
@@ -158,3 +187,17 @@ def test_weight_decay_per_member_checks_values():
         MemberOptimizer([("p", p)], 2, lr=0.1, weight_decay=[0.1, -1.0])
     with pytest.raises(ValueError, match=r"weight_decay has 3 values but the ensemble has 2"):
         MemberOptimizer([("p", p)], 2, lr=0.1, weight_decay=[0.1, 0.1, 0.1])
+
+
+def test_set_lr_checks_and_replaces_the_cached_rate():
+    p = torch.nn.Parameter(torch.ones(2, 3))
+    opt = MemberOptimizer([("w", p)], 2, lr=0.1)
+    p.grad = torch.ones(2, 3)
+    opt.step(torch.ones(2, dtype=torch.bool))             # caches -lr on the fast path
+    opt.set_lr(torch.tensor([0.5, 0.25], dtype=torch.float64))
+    opt.step(torch.ones(2, dtype=torch.bool))
+    torch.testing.assert_close(p.detach(), torch.tensor([[0.4] * 3, [0.65] * 3]))
+    with pytest.raises(ValueError, match=r"lr must have shape \(2,\)"):
+        opt.set_lr(torch.tensor([0.1]))
+    with pytest.raises(ValueError, match="finite and > 0"):
+        opt.set_lr(torch.tensor([0.1, float("nan")]))

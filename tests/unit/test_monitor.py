@@ -12,7 +12,8 @@ from torch import nn
 
 import gradflowkit.monitor_stats as monitor_stats
 from gradflowkit.monitor import (DEFAULT_ACTIVATION_TYPES, Monitor, MonitorWarning,
-                                 NonFiniteGradientError, records_matrix)
+                                 NonFiniteGradientError, records_matrix,
+                                 weight_matrix_names)
 from gradflowkit.nets import DeepMLP, InplaceResidualMLP
 
 
@@ -786,3 +787,11 @@ def test_records_matrix_keeps_a_late_name_in_its_place():
     steps, names, values = records_matrix(records, "update_ratio")
     assert names == ["a", "b", "x", "c"]
     assert np.isnan(values[0, 0]) and values[2, 2] == -1.0 and values[1, 3] == -2.6
+
+
+def test_weight_matrix_names_by_shape_or_by_name():
+    names = ["0.weight", "0.bias", "norm.weight", "head.weight"]
+    shapes = {"0.weight": (4, 3), "0.bias": (4,), "norm.weight": (4,), "head.weight": (2, 4)}
+    assert weight_matrix_names(names, shapes) == ["0.weight", "head.weight"]
+    assert weight_matrix_names(names) == ["0.weight", "norm.weight", "head.weight"]
+    assert weight_matrix_names(["x.weight"], {}) == []         # an unknown shape: not a matrix

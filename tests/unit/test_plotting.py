@@ -25,15 +25,23 @@ def test_returns_the_given_axes_with_one_line_per_profile():
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == ["sigmoid", "relu", "tanh"]
     for line, values in zip(lines, profiles.values()):
-        np.testing.assert_array_equal(line.get_xdata(), np.arange(len(values)))
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(1, len(values) + 1))
         np.testing.assert_array_equal(line.get_ydata(), np.asarray(values, dtype=float))
         assert line.get_marker() == "o"
     assert ax.get_yscale() == "log"
     assert ax.get_title() == "Signal"
-    assert ax.get_xlabel() == "layer $l$ (0 = input side)"
+    assert ax.get_xlabel() == "layer $l$ (1 = input side)"        # the book's notation
     assert ax.get_ylabel() == r"$\|\partial L / \partial x_l\|$"
     legend = ax.get_legend()
     assert [t.get_text() for t in legend.get_texts()] == ["sigmoid", "relu", "tanh"]
+
+
+def test_layer_profiles_from_zero_say_so():
+    fig, ax = plt.subplots()
+    plot_layer_profiles({"a": [1.0, 0.5]}, ax=ax, start=0)
+    np.testing.assert_array_equal(ax.get_lines()[0].get_xdata(), [0, 1])
+    assert ax.get_xlabel() == "layer $l$ (0 = input side)"
+    plt.close(fig)
 
 
 def test_colours_follow_the_okabe_ito_cycle():

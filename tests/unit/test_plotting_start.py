@@ -20,9 +20,10 @@ def test_values_are_plotted_from_start(start):
     assert ax.get_yscale() == "log"
 
 
-def test_default_start_is_zero_and_zeros_are_gaps():
+def test_default_start_is_one_and_zeros_are_gaps():
+    """The book numbers layers from 1 (the notation page): so does the default."""
     _, ax = plt.subplots()
     plot_layer_profiles({"a": [1.0, 0.0, 3.0]}, ax=ax)
     (line,) = ax.get_lines()
-    np.testing.assert_array_equal(line.get_xdata(), [0, 1, 2])
+    np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
     assert np.isnan(line.get_ydata()[1])

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from gradflowkit.roadmap import (BUILDS_ON, TocLesson, check_builds_on, page_title,  # noqa: E402
+from gradflowkit.roadmap import (BUILDS_ON, TocLesson, book_root, check_builds_on, page_title,  # noqa: E402
                                  plot_roadmap, toc_lessons)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,3 +80,16 @@ def test_the_map_has_a_box_per_lesson_and_an_arrow_per_prerequisite(tmp_path):
     arrows = [c for c in ax.get_children() if getattr(c, "arrow_patch", None) is not None]
     assert len(arrows) == 3
     plt.close(fig)
+
+
+def test_book_root_is_found_from_below_and_missing_is_named(tmp_path):
+    (tmp_path / "_toc.yml").write_text("format: jb-book\n", encoding="utf-8")
+    deep = tmp_path / "_build" / "notebooks" / "book"
+    deep.mkdir(parents=True)
+    assert book_root(deep) == tmp_path.resolve()
+    assert book_root(tmp_path) == tmp_path.resolve()
+    elsewhere = tmp_path / "x"
+    elsewhere.mkdir()
+    (tmp_path / "_toc.yml").unlink()
+    with pytest.raises(FileNotFoundError, match="no _toc.yml in .* or any folder above"):
+        book_root(elsewhere)

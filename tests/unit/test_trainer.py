@@ -21,7 +21,7 @@ from gradflowkit.ensemble import EnsembleMLP
 from gradflowkit.ensemble_recurrent import EnsembleRecurrent
 from gradflowkit.recurrent import SequenceRegressor, adding_problem
 from gradflowkit.tasks import AddingTask, ClassificationTask, batch_indices
-from gradflowkit.trainer import TrainRecord, train
+from gradflowkit.trainer import TrainRecord, train, warmup_factor, warmup_steps
 
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
@@ -110,6 +110,49 @@ def test_learning_rate_per_member(data):
         _, losses, *_ = solo_run(1, data, steps=15, lr=lr, batch_size=16, momentum=0.5)
         np.testing.assert_allclose(record.loss[i], losses, rtol=1e-10)
     assert len({tuple(row) for row in record.loss[:, 1:]}) == 3   # the rates were used
+
+
+@pytest.mark.parametrize("optimizer, options", [("sgd", dict(momentum=0.5)),
+                                                ("sgd", dict()), ("adam", dict())])
+def test_warmup_per_member_equals_lambda_lr_alone(data, optimizer, options):
+    """Each member's warm-up (0: none) against torch's LambdaLR in the oracle loop; SGD
+    without momentum takes the optimizer's all-active path, whose -lr is cached."""
+    seeds, warm, lr = [3, 3, 4], [0, 4, 7], (0.1 if optimizer == "sgd" else 0.01)
+    ens = ensemble(seeds)
+    record = train(ens, ClassificationTask(data, 16), steps=10, lr=lr, optimizer=optimizer,
+                   warmup=warm, seeds=seeds, **options)
+    for i, (seed, wu) in enumerate(zip(seeds, warm)):
+        torch.manual_seed(seed)
+        net = DeepMLP(3, 8, in_features=5, out_features=3).double()
+        opt = OPTIMIZERS[optimizer](net.parameters(), lr=lr, **options)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda t, wu=wu: 1.0 if wu == 0 else min(1.0, (t + 1) / wu))
+        idx = batch_indices(seed, 10, len(data.y_train), 16)
+        for step in range(10):
+            loss = F.cross_entropy(net(data.x_train[idx[step]]), data.y_train[idx[step]])
+            assert math.isclose(loss.item(), record.loss[i, step], rel_tol=1e-10)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        for p_e, p_n in zip(ens.member(i).parameters(), net.parameters()):
+            torch.testing.assert_close(p_e, p_n, rtol=1e-9, atol=1e-10)
+    assert not np.allclose(record.loss[0, 1:], record.loss[1, 1:])   # the warm-up was used
+
+
+def test_warmup_factor_and_steps():
+    w = torch.tensor([0, 1, 4])
+    torch.testing.assert_close(warmup_factor(0, w),
+                               torch.tensor([1, 1, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(warmup_factor(2, w),
+                               torch.tensor([1, 1, 0.75], dtype=torch.float64))
+    torch.testing.assert_close(warmup_factor(9, w), torch.ones(3, dtype=torch.float64))
+    assert warmup_steps(3, 2).tolist() == [3, 3]
+    assert warmup_steps([0, np.int64(5)], 2).tolist() == [0, 5]
+    for bad, msg in ((-1, "warmup must be integers >= 0"), ([1.5, 2], "got 1.5 at member 0"),
+                     (True, "warmup must be integers"), ([1], "warmup has 1 values")):
+        with pytest.raises(ValueError, match=msg):
+            warmup_steps(bad, 2)
 
 
 def test_a_diverging_member_is_stopped_before_the_bad_update(data):
@@ -262,6 +305,7 @@ def test_trainrecord_final_loss_checks_window():
     (dict(clip=0.0), ValueError, r"clip must be > 0"),
     (dict(steps=0), ValueError, r"steps must be >= 1"),
     (dict(optimizer="lbfgs"), ValueError, r"optimizer must be one of"),
+    (dict(warmup=[2]), ValueError, r"warmup has 1 values for an ensemble of 2 members"),
 ])
 def test_bad_arguments(data, kwargs, exc, msg):
     options = dict(model=ensemble([0, 1]), task=ClassificationTask(data, 16), steps=2,

@@ -7,11 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from gradflowkit.member_optim import MemberOptimizer
+from gradflowkit.tasks import ReversalTask
+from gradflowkit.trainer import train
 from gradflowkit.transformer import (EnsembleTransformer, deepnorm_constants,
                                      ffn_grad_norms, layer_norm_jacobian,
-                                     member_token_loss, reversal_batch, train_reversal,
-                                     warmup_factor)
+                                     member_token_loss, reversal_batch)
 
 
 @pytest.mark.parametrize("n", [2, 5, 16])
@@ -148,25 +148,23 @@ def test_member_token_loss_and_reversal():
         reversal_batch(torch.Generator(), 4, 1, 9)
 
 
-def test_warmup_factor():
-    w = torch.tensor([0, 1, 4])
-    assert torch.allclose(warmup_factor(0, w), torch.tensor([1, 1, 0.25], dtype=torch.float64))
-    assert torch.allclose(warmup_factor(9, w), torch.ones(3, dtype=torch.float64))
-
-
-def test_train_reversal_matches_torch_adam_with_lambda_lr():
-    seeds, steps = [5, 6], 4
+def test_training_with_warmup_matches_torch_adam_with_lambda_lr():
+    """The trainer on ReversalTask with a per-member warm-up, member by member, against
+    torch.optim.Adam and LambdaLR on a copy of one member (the same batches)."""
+    seeds, steps, lrs, warm = [5, 6], 4, [0.01, 0.02], [0, 3]
     ens = EnsembleTransformer(seeds, 2, 8, 2, 5, 4, norm="pre")
-    rec = train_reversal(ens, torch.Generator().manual_seed(3), steps=steps,
-                         lr=[0.01, 0.02], warmup=[0, 3], batch=4, test_batch=8)
-    gen = torch.Generator().manual_seed(3)
-    batches = [reversal_batch(gen, 4, 4, 5, members=2) for _ in range(steps)]
-    for m, (seed, lr, wu) in enumerate(zip(seeds, [0.01, 0.02], [0, 3])):
+    task = ReversalTask(vocab=5, length=4, batch_size=4, test_size=8)
+    rec = train(ens, task, steps=steps, lr=lrs, optimizer="adam", warmup=warm,
+                seeds=[11, 12])
+    oracle = ReversalTask(vocab=5, length=4, batch_size=4)
+    oracle.start([11, 12], steps)
+    for m, (seed, lr, wu) in enumerate(zip(seeds, lrs, warm)):
         one = EnsembleTransformer([seed], 2, 8, 2, 5, 4, norm="pre")
         opt = torch.optim.Adam(one.parameters(), lr=lr)
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda t: 1.0 if wu == 0 else min(1.0, (t + 1) / wu))
-        for step, (ids, targets) in enumerate(batches):
+            opt, lambda t, wu=wu: 1.0 if wu == 0 else min(1.0, (t + 1) / wu))
+        for step in range(steps):
+            ids, targets = oracle.batch(step)
             opt.zero_grad()
             loss = member_token_loss(one(ids[m:m + 1]), targets[m:m + 1])[0]
             assert math.isclose(loss.item(), rec.loss[m, step], rel_tol=1e-4)
@@ -178,18 +176,45 @@ def test_train_reversal_matches_torch_adam_with_lambda_lr():
             # query's scores); Adam blows its rounding noise up to steps of size lr.
             if not name.endswith("b_k"):
                 assert torch.allclose(p[m], q[0], atol=1e-5), name
-    assert rec.accuracy.shape == (2,) and np.all((0 <= rec.accuracy) & (rec.accuracy <= 1))
+    acc = rec.metrics["test_accuracy"]
+    assert acc.shape == (2,) and np.all((0 <= acc) & (acc <= 1))
     assert np.all(rec.stopped_at == -1)
 
 
-def test_train_reversal_stops_a_diverged_member():
+def test_reversal_task_batches_and_accuracy():
+    task = ReversalTask(vocab=7, length=5, batch_size=3, test_size=6)
+    with pytest.raises(RuntimeError, match="start"):
+        task.batch(0)
+    task.start([4, 4, 9], steps=2)
+    ids, targets = task.batch(1)
+    assert ids.shape == (3, 3, 5) and torch.equal(targets, ids.flip(-1))
+    assert torch.equal(ids[0], ids[1]) and not torch.equal(ids[0], ids[2])  # same seed
+    assert int(ids.max()) < 7 and int(ids.min()) >= 0
+
+    class Oracle(torch.nn.Module):       # answers the reversal, or a constant token
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(2))
+
+        def forward(self, x):
+            right = torch.nn.functional.one_hot(x.flip(-1), 7).float()
+            return torch.stack([right, torch.zeros_like(right)])
+
+    acc = task.evaluate(Oracle())["test_accuracy"]
+    ids, targets = task.test_batch()
+    assert acc[0] == 1.0 and math.isclose(acc[1], float((targets == 0).double().mean()))
+    with pytest.raises(ValueError, match="vocab must be >= 2"):
+        ReversalTask(vocab=1, length=4)
+
+
+def test_training_stops_a_diverged_member():
     ens = EnsembleTransformer([1, 2], 1, 8, 2, 5, 4, norm="post")
     with torch.no_grad():
         ens.head[1] = float("nan")             # member 1 is broken from the start
     before = [p[0].clone() for p in ens.parameters()]
-    rec = train_reversal(ens, torch.Generator().manual_seed(0), steps=3, lr=0.01,
-                         batch=4, test_batch=4)
-    assert rec.stopped_at.tolist() == [-1, 0] and np.isnan(rec.accuracy[1])
+    rec = train(ens, ReversalTask(5, 4, batch_size=4, test_size=4), steps=3, lr=0.01,
+                optimizer="adam")
+    assert rec.stopped_at.tolist() == [-1, 0] and np.isnan(rec.metrics["test_accuracy"][1])
     assert np.isnan(rec.loss[1]).all() and np.isfinite(rec.loss[0]).all()
     assert any(not torch.equal(b, p[0]) for b, p in zip(before, ens.parameters()))
 
@@ -203,5 +228,4 @@ def test_validation():
     with pytest.raises(ValueError, match="longer than"):
         ens(torch.zeros(2, 6, dtype=torch.long))
     with pytest.raises(ValueError, match="warmup must be integers"):
-        train_reversal(ens, torch.Generator(), steps=1, lr=0.1, warmup=-1)
-    assert isinstance(MemberOptimizer, type)
+        train(ens, ReversalTask(5, 4), steps=1, lr=0.1, warmup=-1)
