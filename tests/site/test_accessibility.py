@@ -5,11 +5,6 @@ package-lock.json) and is injected from that file, so nothing is fetched at run 
 A page passes when axe reports no violation of impact "serious" or "critical" once the
 page's explorers and math are rendered (axe checks what a reader meets, not the page
 before its scripts ran).
-
-Each page is opened once: every rule runs in light mode (a first visit); then the page is
-switched to dark with the theme's own switch, as a reader does, and the rules that depend
-on colours run again. The other rules read the markup, which the mode does not change (a
-page load and a full axe run per page less: about a fifth of the browser tests' time).
 """
 
 from __future__ import annotations
@@ -26,14 +21,10 @@ from site_helpers import is_redirect, open_page, wait_until_rendered
 AXE = REPO / "node_modules" / "axe-core" / "axe.min.js"
 BLOCKING = ("serious", "critical")
 MODES = ("light", "dark")
-# axe's rules whose outcome depends on the colours (axe-core 4.x rule ids).
-COLOUR_RULES = ("color-contrast", "link-in-text-block")
 
 # axe.run over the whole document; only violations are returned (smaller, faster).
-JS_AXE = """async (rules) => {
-    const options = {resultTypes: ['violations']};
-    if (rules) options.runOnly = {type: 'rule', values: rules};
-    const result = await axe.run(document, options);
+JS_AXE = """async () => {
+    const result = await axe.run(document, {resultTypes: ['violations']});
     return result.violations.map(v => ({
         id: v.id, impact: v.impact, help: v.help,
         nodes: v.nodes.map(n => ({target: n.target.join(' '), summary: n.failureSummary}))
@@ -56,16 +47,11 @@ ALT_WHOLE = re.compile(r'\balt=\\?"(.*?)\\?"', re.I | re.S)
 RAW_TEX = re.compile(r"\$|\\+(partial|lambda|sigma|gamma|sqrt|left|right|mathrm|lVert|rVert)\b|\\+\|")
 
 
-# The theme's switch cycles through its modes; click it until the page is dark.
-JS_MODE = "() => document.documentElement.dataset.theme"
-
-
-def axe_violations(page, rules: tuple[str, ...] | None = None) -> list[dict]:
+def axe_violations(page) -> list[dict]:
     """Run axe-core on an opened page and return its violations (all impacts).
 
     Args:
         page: a Playwright page whose document is loaded and rendered.
-        rules: run only these axe rule ids (default None: every rule).
 
     Returns:
         One dict per violated rule: ``id``, ``impact``, ``help`` and ``nodes`` (each with the
@@ -73,24 +59,8 @@ def axe_violations(page, rules: tuple[str, ...] | None = None) -> list[dict]:
     """
     if not AXE.is_file():
         pytest.fail(f"{AXE} is missing: run `make node` (npm ci installs axe-core).")
-    if not page.evaluate("() => typeof axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE))
-    return page.evaluate(JS_AXE, list(rules) if rules else None)
-
-
-def switch_to_dark(page) -> None:
-    """Click the theme's switch until the page shows its dark theme (at most three modes)."""
-    background = "() => getComputedStyle(document.body).backgroundColor"
-    light = page.evaluate(background)
-    button = page.locator(".theme-switch-button").first
-    for _ in range(3):
-        if page.evaluate(JS_MODE) == "dark":
-            break
-        button.click()
-    assert page.evaluate(JS_MODE) == "dark", "the theme's switch did not reach dark mode"
-    # Let the new styles apply before axe reads the colours, and check that they did.
-    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
-    assert page.evaluate(background) != light, f"the page's background stayed {light} in dark mode"
+    page.add_script_tag(path=str(AXE))
+    return page.evaluate(JS_AXE)
 
 
 def format_violations(page_path: str, mode: str, violations: list[dict]) -> str:
@@ -124,24 +94,20 @@ def test_images_have_alt_text_not_file_names(page_path: str) -> None:
     assert not bad, f"{page_path}: {len(bad)} image(s) without a real alt text: {bad[:5]}"
 
 
-def test_axe(page_path: str, site_url: str, browser) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_axe(page_path: str, mode: str, site_url: str, browser) -> None:
     if is_redirect(page_path):
         pytest.skip("redirect page (its target is tested)")
-    with open_page(browser, site_url, page_path, mode="light") as page:
+    with open_page(browser, site_url, page_path, mode=mode) as page:
         wait_until_rendered(page)
-        found = {"light": axe_violations(page)}
+        violations = axe_violations(page)
         handles = page.evaluate(JS_HANDLES)
-        switch_to_dark(page)
-        found["dark"] = axe_violations(page, COLOUR_RULES)
     report = os.environ.get("GRADFLOW_AXE_REPORT")
     if report:  # one JSON line per page and mode: for measuring, not for the assert
         with open(report, "a", encoding="utf8") as f:
-            for mode in MODES:
-                f.write(json.dumps({"page": page_path, "mode": mode,
-                                    "violations": found[mode]}) + "\n")
-    for mode in MODES:
-        blocking = [v for v in found[mode] if v["impact"] in BLOCKING]
-        assert not blocking, format_violations(page_path, mode, blocking)
+            f.write(json.dumps({"page": page_path, "mode": mode, "violations": violations}) + "\n")
+    blocking = [v for v in violations if v["impact"] in BLOCKING]
+    assert not blocking, format_violations(page_path, mode, blocking)
     # axe wants a name; a reader also needs the value ("tanh"), not noUiSlider's index.
     unnamed = [h for h in handles if h["name"] != (h["label"] or "").strip()
                or h["valuetext"] != (h["readout"] or "").strip()]
