@@ -71,7 +71,8 @@ def activation_functions(name: str) -> tuple[Callable, Callable, Callable]:
         name: one of :data:`MEANFIELD_ACTIVATIONS`.
 
     Returns:
-        Three elementwise functions, from :func:`~gradflowkit.activations.activate`,
+        Three elementwise functions: the module of
+        :func:`~gradflowkit.activations.make_activation` (its ``forward``, built once),
         :func:`~gradflowkit.activations.derivative` and
         :func:`~gradflowkit.activations.second_derivative` in float64. For ReLU, φ'' is 0
         (its kink contributes nothing to the expectations used here, since φ(0) = 0).
