@@ -25,7 +25,8 @@ seed switch is wired: every notebook that draws random numbers through
 that changes nothing would pass every other check trivially).
 
 ``--seeds N`` (``make robustness N=20``) runs every notebook for ``GRADFLOW_SEED = 0 … N-1``
-and prints, per notebook, how many seeds passed. Results go to ``--report`` as JSON.
+and prints, per notebook, how many seeds passed. Results go to ``--report`` as JSON; with
+``--keep-text`` they include what each notebook printed (a lesson's numbers per seed).
 """
 
 from __future__ import annotations
@@ -180,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=0,
                         help="instead of --variants: GRADFLOW_SEED = 0 … N-1 (pass rates)")
     parser.add_argument("--report", type=Path, help="write the results as JSON")
+    parser.add_argument("--keep-text", action="store_true",
+                        help="keep what each notebook printed in the report (to read a "
+                             "lesson's numbers across seeds)")
     parser.add_argument("sources", nargs="*", type=Path,
                         help="notebooks to run (default: every notebook in _toc.yml)")
     args = parser.parse_args(argv)
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(
             {"variants": variants, "wall_s": round(wall, 1), "unwired": not_wired,
-             "results": [{k: v for k, v in r.items() if k != "text"} for r in results]},
+             "results": [{k: v for k, v in r.items() if k != "text" or args.keep_text}
+                         for r in results]},
             indent=1) + "\n")
     if failures:
         print(f"{len(failures)} of {len(results)} executions failed", file=sys.stderr)

@@ -33,7 +33,7 @@ import torch
 
 from .activations import derivative, make_activation, second_derivative
 from .propagation import stack_passes
-from .validation import check_choice, check_float, check_int, check_tensor, check_weight_stack
+from .validation import check_choice, check_float, check_int
 
 #: Activations with closed-form φ, φ' and φ'' here (``"linear"`` is the identity).
 MEANFIELD_ACTIVATIONS: tuple[str, ...] = ("tanh", "relu", "linear")
@@ -410,7 +410,8 @@ def stack_backward_signal(weights: torch.Tensor, biases: torch.Tensor, activatio
         weights: ``(S, L, n, n)``.
         biases: ``(S, L, n)``.
         activation: one of :data:`MEANFIELD_ACTIVATIONS`.
-        inputs: ``(S, batch, n)``, the inputs ``x_1`` of every member.
+        inputs: ``(S, batch, n)``, the inputs ``x_1`` of every member, or ``(batch, n)``
+            shared by all.
         grad_output: ``(S, batch, n)``, ``∂L/∂x_{D+1}``.
         error_if_nonfinite: raise ``FloatingPointError`` if a mean square is inf or NaN
             (default True); with False they are returned as they are.
@@ -418,16 +419,8 @@ def stack_backward_signal(weights: torch.Tensor, biases: torch.Tensor, activatio
     Returns:
         A :class:`BackwardSignal` of float64 arrays.
     """
-    members, depth, n = check_weight_stack(weights)
     act = _ACTIVATION_NAMES[check_choice("activation", activation, MEANFIELD_ACTIVATIONS)]
-    for name, t in (("inputs", inputs), ("grad_output", grad_output)):
-        check_tensor(name, t, ndim=3)
-        if t.shape[0] != members or t.shape[2] != n:
-            raise ValueError(f"{name} must have shape ({members}, batch, {n}), got "
-                             f"{tuple(t.shape)}")
-    if inputs.shape != grad_output.shape:
-        raise ValueError(f"inputs {tuple(inputs.shape)} and grad_output "
-                         f"{tuple(grad_output.shape)} must have the same shape")
+    # The shapes of the weights, biases, inputs and grad_output are checked by stack_passes.
     run = stack_passes(weights, act, inputs, biases=biases, grad_output=grad_output)
     ms = lambda t: t.square().flatten(1).mean(1).double()  # noqa: E731 - per member
     grads = [ms(g) for g in run.grads]

@@ -107,19 +107,23 @@ class MemberOptimizer:
         if self.kind == "sgd" and not updates and all_active:
             self._sgd_all_active()
             return {}
-        if self.kind != "sgd" and all_active:
-            return self._adam_all_active(updates)
+        # Adam with every member stepping needs no masks (see _adam); SGD recording its
+        # updates, or any step with stopped members, takes the masked path.
+        masked = self.kind == "sgd" or not all_active
         lr = torch.where(active, self.lr, torch.zeros_like(self.lr))
         done = {}
         for name, p in self.params:
             if p.grad is None:
                 continue
-            shape = (-1,) + (1,) * (p.ndim - 1)
-            mask = active.view(shape)
-            grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
-            step_lr = lr.to(p.dtype).view(shape)
-            delta = (self._sgd if self.kind == "sgd" else self._adam)(name, p, grad, step_lr,
-                                                                       mask)
+            if masked:
+                shape = (-1,) + (1,) * (p.ndim - 1)
+                mask = active.view(shape)
+                grad = torch.where(mask, p.grad, torch.zeros_like(p.grad))
+                step_lr = lr.to(p.dtype).view(shape)
+                delta = (self._sgd if self.kind == "sgd" else self._adam)(name, p, grad,
+                                                                           step_lr, mask)
+            else:
+                delta = self._adam(name, p, p.grad, self._negative_lr(p).neg())
             p.add_(delta)
             if updates:
                 done[name] = delta
@@ -142,36 +146,6 @@ class MemberOptimizer:
             # Not addcmul_: a fused multiply-add rounds once, and then a run that records
             # its updates (the masked path below) would drift from one that does not.
             p.add_(grad * self._negative_lr(p))
-
-    def _adam_all_active(self, updates: bool) -> dict[str, torch.Tensor]:
-        """The masked Adam step of :meth:`_adam` when every member steps, with the same
-        operations in the same order (so the same numbers), in place and without masks:
-        about half the time of the masked step."""
-        done = {}
-        for name, p in self.params:
-            if p.grad is None:
-                continue
-            lr = self._negative_lr(p).neg()
-            state = self.state[name]
-            if not state:
-                state.update(m=torch.zeros_like(p), v=torch.zeros_like(p),
-                             t=torch.zeros(lr.shape, dtype=p.dtype))
-            grad = p.grad
-            if self.kind == "adamw":
-                wd = self.weight_decay
-                decay = -lr * (wd if isinstance(wd, float) else self._member_view(wd, p)) * p
-            else:
-                grad = self._with_decay(grad, p)
-            t = state["t"].add_(1.0)
-            m = state["m"].lerp_(grad, 1 - self.beta1)
-            v = state["v"].mul_(self.beta2).add_((1 - self.beta2) * grad * grad)
-            denom = v.sqrt() / torch.sqrt(1 - self.beta2 ** t) + self.eps
-            step = (lr / (1 - self.beta1 ** t)) * m / denom
-            delta = decay - step if self.kind == "adamw" else step.neg_()
-            p.add_(delta)
-            if updates:
-                done[name] = delta
-        return done
 
     def _with_decay(self, grad: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """``grad + λ p`` (L2 weight decay), with one λ or one per member."""
@@ -202,27 +176,40 @@ class MemberOptimizer:
             grad = state["buf"]
         return torch.where(mask, -lr * grad, torch.zeros_like(p))
 
-    def _adam(self, name, p, grad, lr, mask):
+    def _adam(self, name, p, grad, lr, mask=None):
+        """Adam's (or AdamW's) update ``Δθ`` of one parameter.
+
+        With ``mask`` (``(S, 1, …)`` booleans), members where it is False keep their state
+        and get ``Δθ = 0``. Without one every member steps: the state is updated in place
+        and nothing is masked, about half the time of the masked step. Both branches do the
+        same operations in the same order, so they give the same numbers, bit for bit (a
+        unit test holds them to it).
+        """
         state = self.state[name]
         if not state:
             state.update(m=torch.zeros_like(p), v=torch.zeros_like(p),
-                         t=torch.zeros(mask.shape, dtype=p.dtype))
-        decay = torch.zeros_like(p)
+                         t=torch.zeros(lr.shape, dtype=p.dtype))
+        decay = None
         if self.kind == "adamw":                       # θ(1 − lr λ), before the Adam step
             wd = self.weight_decay
             decay = -lr * (wd if isinstance(wd, float) else self._member_view(wd, p)) * p
         else:
             grad = self._with_decay(grad, p)
-        state["t"] = t = state["t"] + mask.to(p.dtype)
-        state["m"] = m = torch.where(mask, torch.lerp(state["m"], grad, 1 - self.beta1),
-                                     state["m"])
-        state["v"] = v = torch.where(mask, state["v"] * self.beta2
-                                     + (1 - self.beta2) * grad * grad, state["v"])
-        t = torch.clamp(t, min=1)                      # members that never stepped: no 0/0
+        if mask is None:
+            t = state["t"].add_(1.0)
+            m = state["m"].lerp_(grad, 1 - self.beta1)
+            v = state["v"].mul_(self.beta2).add_((1 - self.beta2) * grad * grad)
+        else:
+            state["t"] = t = state["t"] + mask.to(p.dtype)
+            state["m"] = m = torch.where(mask, torch.lerp(state["m"], grad, 1 - self.beta1),
+                                         state["m"])
+            state["v"] = v = torch.where(mask, state["v"] * self.beta2
+                                         + (1 - self.beta2) * grad * grad, state["v"])
+            t = torch.clamp(t, min=1)                  # members that never stepped: no 0/0
         denom = v.sqrt() / torch.sqrt(1 - self.beta2 ** t) + self.eps
-        delta = decay - (lr / (1 - self.beta1 ** t)) * m / denom
-        return torch.where(mask, delta, torch.zeros_like(p))
-
+        step = (lr / (1 - self.beta1 ** t)) * m / denom
+        delta = step.neg_() if decay is None else decay - step
+        return delta if mask is None else torch.where(mask, delta, torch.zeros_like(p))
 
 def member_values(name: str, value: float | Sequence[float], n_members: int, *,
                   positive: bool = False) -> torch.Tensor:

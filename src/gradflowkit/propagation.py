@@ -192,6 +192,10 @@ def stack_passes(weights: torch.Tensor, activation: str, inputs: torch.Tensor, *
             raise ValueError(f"biases must have shape {(members, depth, weights.shape[2])}, "
                              f"got {tuple(biases.shape)}")
     x = member_batch("inputs", inputs, members, n_in, weights.dtype)
+    out_shape = (members, x.shape[1], weights.shape[2])
+    if grad_output is not None and tuple(check_tensor("grad_output", grad_output).shape) != out_shape:
+        raise ValueError(f"grad_output must have shape {out_shape} (members, batch, width), "
+                         f"got {tuple(grad_output.shape)}")
     f = make_activation(activation)
     states, slopes, preacts = [x], [], []
     for layer in range(depth):
@@ -202,10 +206,7 @@ def stack_passes(weights: torch.Tensor, activation: str, inputs: torch.Tensor, *
         slopes.append(derivative(activation, z))
         states.append(f(z))
     if grad_output is None:
-        grad_output = torch.randn(states[-1].shape, generator=generator, dtype=weights.dtype)
-    elif tuple(grad_output.shape) != tuple(states[-1].shape):
-        raise ValueError(f"grad_output must have shape {tuple(states[-1].shape)}, got "
-                         f"{tuple(grad_output.shape)}")
+        grad_output = torch.randn(out_shape, generator=generator, dtype=weights.dtype)
     grads = [grad_output.to(weights.dtype)]
     for layer in reversed(range(depth)):
         grads.append(torch.bmm(slopes[layer] * grads[-1], weights[:, layer]))

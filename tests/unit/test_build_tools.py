@@ -235,6 +235,20 @@ def test_pass_table_counts_and_names_failures(tmp_path, monkeypatch):
     assert "4.5 s" in line
 
 
+@pytest.mark.parametrize("keep", [False, True])
+def test_report_keeps_printed_text_only_when_asked(tmp_path, monkeypatch, keep):
+    monkeypatch.setattr(robust, "ROOT", tmp_path)
+    nb = tmp_path / "lessons" / "07-x.md"
+    fake = [dict(variant=f"seed={k}", notebook=str(nb), ok=True, seconds=1.0, problems=[],
+                 text=f"printed {k}") for k in range(2)]
+    monkeypatch.setattr(robust, "run_all", lambda variants, sources, jobs: fake)
+    report = tmp_path / "report.json"
+    argv = ["--seeds", "2", "--report", str(report), str(nb)] + (["--keep-text"] * keep)
+    assert robust.main(argv) == 0
+    rows = json.loads(report.read_text())["results"]
+    assert [r.get("text") for r in rows] == (["printed 0", "printed 1"] if keep else [None] * 2)
+
+
 def test_peak_memory_probe_reports_this_process_peak():
     """The probe cell's code, run here, prints this process's ru_maxrss (an oracle: resource)."""
     import contextlib

@@ -221,6 +221,16 @@ def test_stack_backward_signal_errors_and_nonfinite():
         mf.stack_backward_signal(w, b[:, :2], "tanh", x, g)
     with pytest.raises(ValueError, match="inputs must have shape"):
         mf.stack_backward_signal(w, b, "tanh", x[:1], g)
+    with pytest.raises(ValueError, match="grad_output must have shape"):
+        mf.stack_backward_signal(w, b, "tanh", x, g[:, :-1])
+    with pytest.raises(TypeError, match="grad_output must be a floating-point tensor"):
+        mf.stack_backward_signal(w, b, "tanh", x, g.long())
+    with pytest.raises(ValueError, match="activation"):
+        mf.stack_backward_signal(w, b, "swishy", x, g)
+    # inputs shared by every member are the same as the same inputs stacked
+    shared = mf.stack_backward_signal(w, b, "tanh", x[0], g)
+    stacked = mf.stack_backward_signal(w, b, "tanh", x[0].expand_as(x), g)
+    assert np.array_equal(shared.backward, stacked.backward)
     with pytest.raises(FloatingPointError, match="overflowed"):
         mf.stack_backward_signal(w.float() * 1e30, b.float(), "linear", x.float(), g.float())
     sig = mf.stack_backward_signal(w.float() * 1e30, b.float(), "linear", x.float(),
