@@ -1,7 +1,7 @@
 """Execute the book's notebooks again under other seeds and other CPU kernels: every assert
 must still pass.
 
-    python tools/robust.py [--jobs N] [--variants seed=1,seed=2,cpu=default,cpu=avx2]
+    python tools/robust.py [--jobs N] [--variants seed=1+cpu=default,seed=2+cpu=default,...]
     python tools/robust.py --seeds 20            # pass rates over GRADFLOW_SEED = 0 … 19
 
 A lesson's claims are about phenomena, not about one run, so they must hold whatever the
@@ -11,7 +11,8 @@ variables set before the kernel starts, and outside every cache: nothing is read
 written to the book's execution cache. A notebook passes when no cell raises and nothing is
 written to stderr, exactly as in the book build.
 
-Variants (``--variants``):
+Variants (``--variants``, comma-separated): each is one or more of these parts joined by
+``+`` (at most one seed and one kernel choice), e.g. ``seed=1+cpu=default``:
 
 - ``seed=K``: ``GRADFLOW_SEED=K`` (every random draw of the book changes);
 - ``cpu=default``: torch's scalar kernels (``ATEN_CPU_CAPABILITY=default``), and MKL and
@@ -19,10 +20,15 @@ Variants (``--variants``):
 - ``cpu=avx2``: torch's AVX2 kernels, MKL and oneDNN held to AVX2 (skipped, and said so,
   on a CPU without AVX2).
 
-``make test-robust`` runs ``seed=1,seed=2,cpu=default,cpu=avx2`` and also checks that the
-seed switch is wired: every notebook that draws random numbers through
-``gradflowkit.seeding`` must print different text under ``seed=1`` and ``seed=2`` (a switch
-that changes nothing would pass every other check trivially).
+``make test-robust`` runs ``seed=1+cpu=default``, ``seed=2+cpu=default`` and
+``seed=3+cpu=avx2``: three seeds besides the book's 0, and both kernel families besides the
+machine's own (the book build uses those), in three executions per notebook instead of one
+per seed and one per kernel. It also checks that the seed switch is wired: every notebook
+that draws random numbers through ``gradflowkit.seeding`` must print different text under
+two variants that differ only in the seed (here ``seed=1+cpu=default`` and
+``seed=2+cpu=default``; other kernels alone would change printed digits, so variants that
+also differ in kernels prove nothing). A switch that changes nothing would pass every other
+check trivially.
 
 ``--seeds N`` (``make robustness N=20``) runs every notebook for ``GRADFLOW_SEED = 0 … N-1``
 and prints, per notebook, how many seeds passed. Results go to ``--report`` as JSON; with
@@ -46,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from execute import (ROOT, book_config, read_notebook, reader_config,  # noqa: E402
                      run_in_kernel, stderr_outputs, toc_sources)
 
-GATE_VARIANTS = ("seed=1", "seed=2", "cpu=default", "cpu=avx2")
+GATE_VARIANTS = ("seed=1+cpu=default", "seed=2+cpu=default", "seed=3+cpu=avx2")
 # What a notebook calls when it draws random numbers through the seed switch.
 SEEDING_CALLS = re.compile(r"\b(seed_all|ensemble_seeds|derive_seed|numpy_rng|generator)\(")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -62,20 +68,57 @@ def cpu_flags() -> set[str]:
     return set(match.group(1).split()) if match else set()
 
 
-def variant_env(name: str) -> dict[str, str] | None:
-    """Environment variables of a variant; None if this CPU cannot run it."""
-    kind, _, value = name.partition("=")
+def _part_env(part: str, name: str) -> dict[str, str] | None:
+    """Environment variables of one part of a variant; None if this CPU cannot run it."""
+    kind, _, value = part.partition("=")
     if kind == "seed" and value.isdigit():
         return {"GRADFLOW_SEED": value}
-    if name == "cpu=default":
+    if part == "cpu=default":
         return {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
                 "DNNL_MAX_CPU_ISA": "SSE41"}
-    if name == "cpu=avx2":
+    if part == "cpu=avx2":
         if "avx2" not in cpu_flags():
             return None
         return {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
                 "DNNL_MAX_CPU_ISA": "AVX2"}
-    raise ValueError(f"unknown variant {name!r}: use seed=K, cpu=default or cpu=avx2")
+    raise ValueError(f"unknown variant {name!r}: use seed=K, cpu=default or cpu=avx2, or "
+                     "one of each joined by '+' (seed=1+cpu=default)")
+
+
+def variant_env(name: str) -> dict[str, str] | None:
+    """Environment variables of a variant; None if this CPU cannot run it.
+
+    A variant is ``seed=K``, ``cpu=default`` or ``cpu=avx2``, or one seed and one kernel
+    choice joined by ``+``. Every part is checked, so a bad name fails even on a CPU that
+    would skip the variant.
+    """
+    parts = name.split("+")
+    kinds = [part.partition("=")[0] for part in parts]
+    envs = [_part_env(part, name) for part in parts]
+    repeated = sorted({kind for kind in kinds if kinds.count(kind) > 1})
+    if repeated:
+        raise ValueError(f"variant {name!r} sets {repeated[0]} twice: join at most one "
+                         "seed=K and one cpu=... with '+'")
+    if any(env is None for env in envs):
+        return None
+    return {key: value for env in envs for key, value in env.items()}
+
+
+def seed_pair(variants: list[str]) -> tuple[str, str] | None:
+    """The first two runnable variants that differ only in ``GRADFLOW_SEED``, or None.
+
+    The seed-wiring check compares what a notebook printed under these two: with the same
+    kernels, only the seed can change the text (other kernels round differently, and that
+    alone can change printed digits).
+    """
+    envs = {v: variant_env(v) for v in variants}
+    runnable = [v for v in variants if envs[v] is not None and "GRADFLOW_SEED" in envs[v]]
+    rest = {v: {k: x for k, x in envs[v].items() if k != "GRADFLOW_SEED"} for v in runnable}
+    for i, a in enumerate(runnable):
+        for b in runnable[i + 1:]:
+            if rest[a] == rest[b] and envs[a]["GRADFLOW_SEED"] != envs[b]["GRADFLOW_SEED"]:
+                return a, b
+    return None
 
 
 def printed_text(nb: nbformat.NotebookNode) -> str:
@@ -138,7 +181,7 @@ def run_all(variants: list[str], sources: list[Path], jobs: int) -> list[dict]:
         for result in pool.map(_run, todo):
             name = Path(result["notebook"]).relative_to(ROOT)
             status = "ok  " if result["ok"] else "FAIL"
-            print(f"{status} {result['variant']:<12} {name} ({result['seconds']:.1f} s)",
+            print(f"{status} {result['variant']:<20} {name} ({result['seconds']:.1f} s)",
                   flush=True)
             for problem in result["problems"]:
                 print("     " + problem.replace("\n", "\n     "), flush=True)
@@ -151,12 +194,14 @@ def draws_random_numbers(path: Path) -> bool:
     return bool(SEEDING_CALLS.search(path.read_text(encoding="utf8")))
 
 
-def unwired(results: list[dict], sources: list[Path]) -> list[str]:
-    """Notebooks that draw random numbers but print the same text under seed=1 and seed=2."""
+def unwired(results: list[dict], sources: list[Path], pair: tuple[str, str]) -> list[str]:
+    """Notebooks that draw random numbers but print the same text under both variants of
+    ``pair`` (two variants that differ only in the seed: ``seed_pair``)."""
+    a, b = pair
     text = {(r["variant"], r["notebook"]): r["text"] for r in results if r["ok"]}
     return [str(p.relative_to(ROOT)) for p in sources if draws_random_numbers(p)
-            and ("seed=1", str(p)) in text and ("seed=2", str(p)) in text
-            and text["seed=1", str(p)] == text["seed=2", str(p)]]
+            and (a, str(p)) in text and (b, str(p)) in text
+            and text[a, str(p)] == text[b, str(p)]]
 
 
 def pass_table(results: list[dict], sources: list[Path], variants: list[str]) -> list[str]:
@@ -203,14 +248,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'notebook':<44} passed      slowest  ({wall:.0f} s wall)")
     print("\n".join(pass_table(results, sources, variants)))
     failures = [r for r in results if not r["ok"]]
-    not_wired = [] if args.seeds else unwired(results, sources)
+    pair = None if args.seeds else seed_pair(variants)
+    not_wired = unwired(results, sources, pair) if pair else []
+    if not args.seeds and pair is None:
+        print("seed switch NOT CHECKED: no two of these variants differ only in the seed "
+              "(add e.g. seed=1 and seed=2)", file=sys.stderr)
     for name in not_wired:
         print(f"SEED SWITCH NOT WIRED: {name} draws random numbers but prints the same "
-              "text with GRADFLOW_SEED=1 and =2", file=sys.stderr)
+              f"text under {pair[0]} and {pair[1]}", file=sys.stderr)
     if args.report:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(
-            {"variants": variants, "wall_s": round(wall, 1), "unwired": not_wired,
+            {"variants": variants, "wall_s": round(wall, 1), "seed_pair": pair,
+             "unwired": not_wired,
              "results": [{k: v for k, v in r.items() if k != "text" or args.keep_text}
                          for r in results]},
             indent=1) + "\n")

@@ -10,6 +10,10 @@ from urllib.parse import urlsplit
 from conftest import SITE
 
 WAIT_MS = 30_000
+# Screenshots stop this far down (CSS px). The API page is over 250,000 px tall at a phone's
+# width; a picture of all of it takes Chromium 13 s and nobody reads it. The checks of the
+# tests read the whole page; only the picture is cut.
+SCREENSHOT_MAX_PX = 30_000
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 REFRESH = re.compile(r'<meta http-equiv="Refresh" content="0; url=([^"]+)"', re.I)
@@ -76,6 +80,21 @@ JS_MATH_TYPESET = """async () => {
     return Array.from(document.querySelectorAll('.math'))
         .every(m => m.querySelector('mjx-container'));
 }"""
+
+
+def screenshot_name(page_path: str) -> str:
+    """The file name of a page's screenshot: ``lessons/05-x.html`` -> ``lessons__05-x.png``."""
+    return page_path.removesuffix(".html").replace("/", "__") + ".png"
+
+
+def save_screenshot(page, path) -> None:
+    """A full-page screenshot, cut at ``SCREENSHOT_MAX_PX`` from the top of a taller page."""
+    size = page.evaluate("() => [document.documentElement.scrollWidth,"
+                         " document.documentElement.scrollHeight]")
+    clip = None
+    if size[1] > SCREENSHOT_MAX_PX:
+        clip = {"x": 0, "y": 0, "width": size[0], "height": SCREENSHOT_MAX_PX}
+    page.screenshot(path=str(path), full_page=True, clip=clip)
 
 
 def wait_until_rendered(page) -> None:

@@ -2,7 +2,7 @@
 
 Per page: the page does not scroll sideways, no typeset formula is cut off by a box that
 cannot scroll, and every slider handle is at least 24 x 24 px (WCAG 2.2 target size). A
-full-page screenshot of each page goes to _build/screenshots/phone/.
+full-page screenshot of each page (its top 30,000 px) goes to _build/screenshots/phone/.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from site_helpers import PHONE, is_redirect, open_page, wait_until_rendered
+from site_helpers import (PHONE, is_redirect, open_page, save_screenshot, screenshot_name,
+                          wait_until_rendered)
 
 MIN_TARGET_PX = 24
 
@@ -58,10 +59,6 @@ JS_HANDLES = """() => Array.from(document.querySelectorAll('.widget-slider .noUi
                 return {name: h.getAttribute('aria-label'), w: r.width, h: r.height}; })"""
 
 
-def _screenshot_name(page_path: str) -> str:
-    return page_path.removesuffix(".html").replace("/", "__") + ".png"
-
-
 def test_phone_width(page_path: str, site_url: str, browser, screenshot_dir: Path) -> None:
     if is_redirect(page_path):
         pytest.skip("redirect page (its target is tested)")
@@ -84,5 +81,5 @@ def test_phone_width(page_path: str, site_url: str, browser, screenshot_dir: Pat
         page.evaluate("() => window.scrollTo(0, 0)")
         phone_dir = screenshot_dir / "phone"
         phone_dir.mkdir(exist_ok=True)
-        page.screenshot(path=str(phone_dir / _screenshot_name(page_path)), full_page=True)
+        save_screenshot(page, phone_dir / screenshot_name(page_path))
     assert not problems, f"{page_path} at {PHONE['width']} px:\n  - " + "\n  - ".join(problems)

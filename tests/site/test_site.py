@@ -3,7 +3,7 @@
 Per page: no error output from the executed cells, every image loaded, all math typeset by
 MathJax, every explorer slider switches the visible frame, no JavaScript errors, no missing
 local files, and not a single request leaves the machine. A full-page screenshot of each page
-(1280 px wide) goes to _build/screenshots/.
+(1280 px wide, its top 30,000 px) goes to _build/screenshots/.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 
 from conftest import REPO
-from site_helpers import JS_MATH_TYPESET, JS_WIDGETS_RENDERED, REFRESH, WAIT_MS, is_local
+from site_helpers import (JS_MATH_TYPESET, JS_WIDGETS_RENDERED, REFRESH, WAIT_MS, is_local,
+                          save_screenshot, screenshot_name)
 
 # Text in a cell's output that means a cell failed, even when it was printed to stdout.
 ERROR_TEXT = re.compile(r"Traceback \(most recent call last\)|^\s*\w*(Error|Exception): ", re.M)
@@ -31,10 +32,6 @@ def _binder_url(source: str) -> str:
     branch = config["repository"]["branch"]
     hub = config["launch_buttons"]["binderhub_url"].rstrip("/")
     return f"{hub}/v2/gh/{repo}/{branch}?urlpath=lab/tree/{source}"
-
-
-def _screenshot_name(page_path: str) -> str:
-    return page_path.removesuffix(".html").replace("/", "__") + ".png"
 
 
 def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> None:
@@ -194,7 +191,7 @@ def test_page(page_path: str, site_url: str, browser, screenshot_dir: Path) -> N
         page.evaluate("() => { if (document.activeElement) document.activeElement.blur(); window.scrollTo(0, 0); }")
         page.mouse.move(0, 0)
         page.wait_for_timeout(300)
-        page.screenshot(path=str(screenshot_dir / _screenshot_name(page_path)), full_page=True)
+        save_screenshot(page, screenshot_dir / screenshot_name(page_path))
     finally:
         context.close()
 

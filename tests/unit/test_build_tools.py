@@ -183,9 +183,39 @@ def test_variant_environments(monkeypatch):
                                               "DNNL_MAX_CPU_ISA": "AVX2"}
     monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2"})
     assert robust.variant_env("cpu=avx2") is None            # skipped, and said so
-    for bad in ("seed=x", "cpu=neon", "fast"):
+    for bad in ("seed=x", "cpu=neon", "fast", "seed=1+fast", "seed=1+cpu=avx2+"):
         with pytest.raises(ValueError, match="unknown variant"):
             robust.variant_env(bad)
+
+
+def test_combined_variants_join_their_environments(monkeypatch):
+    monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2", "avx2"})
+    both = robust.variant_env("seed=3+cpu=avx2")
+    assert both == {"GRADFLOW_SEED": "3", **robust.variant_env("cpu=avx2")}
+    assert robust.variant_env("cpu=default+seed=1") == {
+        "GRADFLOW_SEED": "1", **robust.variant_env("cpu=default")}
+    for twice in ("seed=1+seed=2", "cpu=default+cpu=avx2"):
+        with pytest.raises(ValueError, match="twice"):
+            robust.variant_env(twice)
+    # A bad part fails even where another part would make the variant skipped.
+    monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2"})
+    assert robust.variant_env("seed=3+cpu=avx2") is None
+    with pytest.raises(ValueError, match="unknown variant"):
+        robust.variant_env("cpu=avx2+seed=x")
+
+
+def test_seed_pair_needs_the_same_kernels_and_two_seeds(monkeypatch):
+    monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2", "avx2"})
+    assert robust.seed_pair(list(robust.GATE_VARIANTS)) == ("seed=1+cpu=default",
+                                                            "seed=2+cpu=default")
+    assert robust.seed_pair(["seed=1", "cpu=default", "seed=2"]) == ("seed=1", "seed=2")
+    # Other kernels would change printed digits by themselves: not a pair.
+    assert robust.seed_pair(["seed=1+cpu=default", "seed=2+cpu=avx2"]) is None
+    assert robust.seed_pair(["seed=1", "seed=1"]) is None
+    assert robust.seed_pair(["seed=1", "cpu=default", "cpu=avx2"]) is None
+    # A variant this CPU skips is not half of a pair.
+    monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2"})
+    assert robust.seed_pair(["seed=1+cpu=avx2", "seed=2+cpu=avx2"]) is None
 
 
 def _nb(*outputs):
@@ -220,8 +250,11 @@ def test_unwired_names_seeded_notebooks_whose_text_did_not_change(tmp_path, monk
     other.write_text("seeds = ensemble_seeds(8, 'x')\n")
     results = [dict(variant=v, notebook=str(p), ok=True, text=t)
                for p, texts in ((seeded, ("a", "a")), (fixed, ("b", "b")), (other, ("c", "d")))
-               for v, t in zip(("seed=1", "seed=2"), texts)]
-    assert robust.unwired(results, [seeded, fixed, other]) == ["seeded.md"]
+               for v, t in zip(("seed=1+cpu=default", "seed=2+cpu=default"), texts)]
+    pair = ("seed=1+cpu=default", "seed=2+cpu=default")
+    assert robust.unwired(results, [seeded, fixed, other], pair) == ["seeded.md"]
+    # Only the pair's texts are compared: another pair finds nothing to compare.
+    assert robust.unwired(results, [seeded, fixed, other], ("seed=1", "seed=2")) == []
     assert robust.draws_random_numbers(other) and not robust.draws_random_numbers(fixed)
 
 
@@ -247,6 +280,28 @@ def test_report_keeps_printed_text_only_when_asked(tmp_path, monkeypatch, keep):
     assert robust.main(argv) == 0
     rows = json.loads(report.read_text())["results"]
     assert [r.get("text") for r in rows] == (["printed 0", "printed 1"] if keep else [None] * 2)
+
+
+def test_gate_fails_an_unwired_notebook_and_says_when_it_cannot_check(tmp_path, monkeypatch,
+                                                                      capsys):
+    monkeypatch.setattr(robust, "ROOT", tmp_path)
+    monkeypatch.setattr(robust, "cpu_flags", lambda: {"sse4_2", "avx2"})
+    nb = tmp_path / "lessons" / "07-x.md"
+    nb.parent.mkdir()
+    nb.write_text("rng = seed_all('lesson-7')\n")
+
+    def fake_run(variants, sources, jobs):
+        return [dict(variant=v, notebook=str(nb), ok=True, seconds=1.0, problems=[],
+                     text="same digits") for v in variants]
+
+    monkeypatch.setattr(robust, "run_all", fake_run)
+    assert robust.main([str(nb)]) == 1                       # the gate's own variants
+    err = capsys.readouterr().err
+    assert "SEED SWITCH NOT WIRED: lessons/07-x.md" in err and "seed=2+cpu=default" in err
+    # Seeds under different kernels: the text may differ by rounding, so nothing is checked,
+    # and the tool says so.
+    assert robust.main(["--variants", "seed=1+cpu=default,seed=2+cpu=avx2", str(nb)]) == 0
+    assert "seed switch NOT CHECKED" in capsys.readouterr().err
 
 
 def test_peak_memory_probe_reports_this_process_peak():
