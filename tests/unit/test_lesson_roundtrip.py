@@ -95,6 +95,18 @@ def test_solutions_are_folded_in_lab(path):
         f"(first lines {open_cells}); run `python tools/lab_fixpoint.py --write`")
 
 
+@pytest.mark.parametrize("path", [p for p in SOURCES if "{exercise-start}" in p.read_text("utf8")],
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_some_solution_runs_and_asserts(path):
+    """CONTRIBUTING: a lesson's exercises have worked solutions, and at least one of them
+    runs and asserts its answer (a solution of prose only is checked by nobody)."""
+    notebook = jupytext.reads(path.read_text(encoding="utf8"), fmt="md:myst")
+    asserting = [c for c in lab_fixpoint.solution_cells(notebook)
+                 if c.cell_type == "code" and "assert " in c.source]
+    assert asserting, (f"{path.relative_to(ROOT)}: no solution code cell asserts its answer; "
+                       "give one exercise a numeric answer that a code cell computes and asserts")
+
+
 def test_solution_cells_are_found():
     """The scan sees the code of every solution (one or more per lesson with exercises)."""
     text = (ROOT / "lessons" / "01-backprop-is-a-product.md").read_text(encoding="utf8")
