@@ -143,6 +143,22 @@ def relu_residual_moments(depth: int, *, mean_square: float = 1.0, mean: float =
     return np.array(q), np.array(m)
 
 
+def relu_residual_rate() -> float:
+    """The per-block factor of the mean square deep in the stream of
+    :func:`relu_residual_moments` with ``branch_scale=1`` (lesson 13, eq. eq-limits-rate).
+
+    Deep in the stack ``m_l ≈ c sqrt(q_l)`` and ``q_{l+1} ≈ r q_l``; put into the moments'
+    recursion, ``c (sqrt(r) - 1) = 1/sqrt(π)`` and ``r = 2 + 2c/sqrt(π)``, so ``r`` is the
+    root of ``r = 2 + 2 / (π (sqrt(r) - 1))``, about 2.904 (not 2: the stream's mean adds a
+    cross term). Found by fixed-point iteration from 3, a contraction near the root (slope
+    about -0.38), so 200 steps reach float64's last digits.
+    """
+    r = 3.0
+    for _ in range(200):
+        r = 2 + 2 / (np.pi * (np.sqrt(r) - 1))
+    return float(r)
+
+
 class StackStats(NamedTuple):
     """Per-member, per-layer standard deviations of a stack of random nets (lesson 6)."""
 

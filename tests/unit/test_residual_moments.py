@@ -1,5 +1,6 @@
 """Tests of propagation.relu_residual_moments against a wide float64 residual net (the
-oracle: the measured mean square and mean of the stream), and of landscape.grid_local_minima
+oracle: the measured mean square and mean of the stream), of relu_residual_rate against
+its equation and the moments' recursion, and of landscape.grid_local_minima
 against a brute-force loop."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 
 from gradflowkit.landscape import grid_local_minima
 from gradflowkit.ensemble import EnsembleMLP
-from gradflowkit.propagation import relu_residual_moments
+from gradflowkit.propagation import relu_residual_moments, relu_residual_rate
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.3])
@@ -35,6 +36,16 @@ def test_moments_without_mean_double():
     assert q[2] == pytest.approx(4 + 2 * np.sqrt(1 / np.pi) * np.sqrt(2 / np.pi))
     with pytest.raises(ValueError):
         relu_residual_moments(-1)
+
+
+def test_rate_solves_its_equation_and_is_the_deep_factor():
+    """Oracles: the equation r = 2 + 2/(π(√r − 1)) itself, and the factor q_{l+1}/q_l that
+    relu_residual_moments' recursion reaches deep in the stack (no assumed m ≈ c√q)."""
+    r = relu_residual_rate()
+    assert r == pytest.approx(2 + 2 / (np.pi * (np.sqrt(r) - 1)), abs=1e-12)
+    assert 2.9 < r < 2.91
+    q, _ = relu_residual_moments(300)
+    assert q[-1] / q[-2] == pytest.approx(r, abs=1e-9)
 
 
 def test_grid_local_minima_brute_force():
